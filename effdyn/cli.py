@@ -1,0 +1,187 @@
+"""The ``effdyn`` command line (typer). Every command is a thin layer over a library call.
+
+Bad input never ends in a traceback: an :class:`~effdyn.errors.EffdynError` (or a usage
+mistake) prints one line on stderr and exits with code 2; with ``--json`` a JSON object with
+an ``error`` key goes to stdout as well.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import EffdynError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Leading-order effective dynamics of neural networks at small initialization.",
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+EXIT_BAD_INPUT = 2
+
+
+@app.callback()
+def _root() -> None:
+    """Leading-order effective dynamics of neural networks at small initialization."""
+
+
+def _fail(message: str, as_json: bool) -> None:
+    message = " ".join(str(message).split())  # one line, whatever the source
+    if as_json:
+        print(json.dumps({"error": message}))
+    print(f"effdyn: error: {message}", file=sys.stderr)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def guarded(command):
+    """Turn user errors raised inside ``command`` into one line and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EffdynError as err:
+            _fail(str(err), kwargs.get("json_out", False))
+
+    return wrapper
+
+
+def _emit(payload: dict, as_json: bool, human) -> None:
+    if as_json:
+        print(json.dumps(payload, allow_nan=False))
+    else:
+        human(payload)
+
+
+@app.command()
+@guarded
+def derive(
+    problem: Annotated[
+        Path | None, typer.Argument(help="Problem file (TOML); or use --activation.")
+    ] = None,
+    activation: Annotated[
+        str | None, typer.Option("--activation", "-a", help="Activation in x, or a name.")
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option("--depth", "-L", help="Weight layers (default 2).")
+    ] = None,
+    latex: Annotated[bool, typer.Option("--latex", help="Print LaTeX equations.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Derive the leading-order effective dynamics (multiplicities, degree, equations)."""
+    from .symbolic.derivation import derivation_summary
+    from .symbolic.derivation import derive as derive_activations
+
+    if (problem is None) == (activation is None):
+        raise EffdynError("give either a problem file or --activation (not both)")
+    if problem is not None:
+        if depth is not None:
+            raise EffdynError("--depth goes with --activation; a problem file sets its depth")
+        from .api import derive_problem
+        from .problem import load_problem
+
+        deriv = derive_problem(load_problem(problem))
+    else:
+        deriv = derive_activations(activation, 2 if depth is None else depth)
+    summary = derivation_summary(deriv)
+    _emit(summary, json_out, functools.partial(_print_derivation, latex=latex))
+
+
+@app.command()
+@guarded
+def reproduce(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path("report"),
+    quick: Annotated[bool, typer.Option("--quick", help="The quick settings.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Reproduce the seed papers' claims: a Markdown report with figures in OUT."""
+    from .report import reproduce as run_reproduce
+
+    result = run_reproduce(out, quick=quick)
+    _emit(
+        {"report": str(out / "report.md"), "seconds": result["seconds"]},
+        json_out,
+        lambda r: print(f"report written to {r['report']} ({r['seconds']} s)"),
+    )
+
+
+def _print_derivation(s: dict, latex: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title=f"Leading-order dynamics, depth {s['depth']}")
+    for col in ("layer", "activation", "σ(0)", "p", "c_p", "smooth"):
+        table.add_column(col)
+    for i, act in enumerate(s["activations"]):
+        p = s["multiplicities"][i]
+        table.add_row(
+            str(i + 1),
+            act,
+            s["sigma0_exact"][i],
+            "—" if p is None else str(p),
+            "—" if p is None else s["coefficients_exact"][i],
+            _smoothness(s, i),
+        )
+    console.print(table)
+    console.print(f"degree q = {s['degree']}, field degree k = {s['field_degree']}: {s['regime']}")
+    style = "" if latex else "_text"
+    templates = s["templates"] if latex else s["templates_text"]
+    console.print("leading parts: " + "; ".join(templates))
+    console.print(s["energy" if latex else "energy_text"])
+    for eq in s["equations" + style].values():
+        console.print("  " + eq)
+    for t in s["drift"]:
+        console.print(
+            f"drift: σ{t['layer']}(0) = {t['sigma0_exact']} ≠ 0 adds a degree-{t['degree']} "
+            f"term (lower than q): {t['latex' if latex else 'text']}"
+        )
+
+
+def _smoothness(s: dict, i: int) -> str:
+    if s["smooth_layers"][i]:
+        return "yes"
+    kind = "positively homogeneous" if s["homogeneous"][i] else "one-sided leading power"
+    return f"no ({kind}, degree {s['leading_powers'][i]})"
+
+
+def main() -> None:
+    """Console entry point: usage errors become one line and exit code 2, too."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as done:
+        code = done.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("effdyn: interrupted", file=sys.stderr)
+        code = 130
+    except typer.TyperException as err:  # usage mistakes: unknown option, missing value
+        message = " ".join(err.format_message().split())
+        if "--json" in sys.argv:
+            print(json.dumps({"error": message}))
+        print(f"effdyn: error: {message}", file=sys.stderr)
+        code = getattr(err, "exit_code", EXIT_BAD_INPUT)
+    except Exception as err:  # a bug, not bad input: still one line unless asked
+        if os.environ.get("EFFDYN_DEBUG"):
+            raise
+        print(
+            f"effdyn: internal error: {type(err).__name__}: {' '.join(str(err).split())} "
+            "(set EFFDYN_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
