@@ -20,17 +20,24 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("activation", "p", "c", "sigma0"),
-    [
-        ("tanh", 1, 1.0, 0.0),
-        ("x*tanh(x)", 2, 1.0, 0.0),
-        ("x - sin(x)", 3, 1 / 6, 0.0),
-        ("sigmoid", 1, 0.25, 0.5),
-        ("softplus", 1, 0.5, math.log(2)),
-        ("gelu", 1, 0.5, 0.0),
-    ],
-)
+# Every smooth row of THEORY.md §2's table, plus two activations it does not list
+# (cos x − 1: σ''(0)/2 = −1/2; 5·sin(x)³: p = 3, c = 5).
+ROWS = [
+    ("tanh", 1, 1.0, 0.0),
+    ("x*tanh(x)", 2, 1.0, 0.0),
+    ("x**2*tanh(x)", 3, 1.0, 0.0),
+    ("sin(x)", 1, 1.0, 0.0),
+    ("x - sin(x)", 3, 1 / 6, 0.0),
+    ("sigmoid", 1, 0.25, 0.5),
+    ("softplus", 1, 0.5, math.log(2)),
+    ("silu", 1, 0.5, 0.0),
+    ("gelu", 1, 0.5, 0.0),
+    ("cos(x) - 1", 2, -0.5, 0.0),
+    ("5*sin(x)**3", 3, 5.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(("activation", "p", "c", "sigma0"), ROWS)
 def test_derive_json_uniform(activation, p, c, sigma0):
     code, out, err = run_cli("derive", "--activation", activation, "--depth", "3", "--json")
     assert code == 0, err
