@@ -1,0 +1,225 @@
+"""Finite-time blow-up of a homogeneous field by rescaled time (THEORY.md §3.2).
+
+``θ' = F(θ)`` with ``F`` homogeneous of degree ``k``. Writing ``θ = r u`` (``|u| = 1``) and
+``dτ = r^{k−1} dt``:
+
+    du/dτ = F(u) − (u·F(u)) u,     d log r/dτ = u·F(u),     dt/dτ = exp(−(k−1) log r).
+
+Nothing overflows: the solve runs in ``τ`` until ``log r`` has grown by ``log_growth/(k−1)``
+(``r^{−(k−1)}`` has shrunk by ``e^{−log_growth}``), and the remaining time to blow-up is the
+tail ``r^{−(k−1)} / ((k−1) u·F(u))``. One solve gives ``T*``, the blow-up direction ``u*``
+(the predicted condensed state) and the growth rate ``u*·F(u*)``. For ``k = 1`` the same
+system has ``τ = t``: ``u`` tends to the top eigenvector and ``u·F(u)`` to the top eigenvalue.
+
+The predicted escape time is found on the way: the first time the leading-order loss
+``R_q(θ(t))`` is ``(1 − escape_fraction)·R_q(θ₀)`` (an event with Newton root finding).
+
+:func:`threshold_blowup_time` is the cross-check of §3.2: integrate in ``t`` until
+``|θ| = R``; its error is ``O(R^{−(k−1)})``.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+
+from .._jax import enable_x64
+from .model import EffectiveModel
+from .results import Result
+
+enable_x64()
+
+
+class SolverOptions(eqx.Module):
+    """Numerical settings of the rescaled solve (defaults suit float64 and T* to ~1e-10)."""
+
+    rtol: float = 1e-10
+    atol: float = 1e-13
+    max_steps: int = 20_000
+    log_growth: float = 36.0
+    """Stop when ``(k−1)·Δlog r`` (``Δlog r`` for k = 1) reaches this: e^-36 ≈ 2e-16."""
+    escape_fraction: float = 0.1
+    horizon_factor: float = 1e8
+    """The horizon is this many initial time scales ``|θ₀| / |F(θ₀)|`` (or ``horizon``)."""
+    horizon: float | None = None
+
+
+class Trajectory(eqx.Module):
+    """Outcome of one solve; every field is an array, so a batch is a vmapped Trajectory."""
+
+    t_star: jax.Array
+    t_escape: jax.Array
+    growth_rate: jax.Array
+    direction: jax.Array
+    log_r: jax.Array
+    t_end: jax.Array
+    result: jax.Array
+    steps: jax.Array
+    energy0: jax.Array
+    field_norm0: jax.Array
+    horizon: jax.Array
+
+
+def _rescaled_field(model: EffectiveModel):
+    k = model.field_degree
+
+    def vf(tau, state, args):
+        u, log_r, _ = state
+        u = u / jnp.linalg.norm(u)
+        f = model.field(u)
+        g = jnp.dot(u, f)
+        return f - g * u, g, jnp.exp(-(k - 1) * log_r)
+
+    return vf
+
+
+def _solve(model, state0, tau1, events, opts, root_finder=None):
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(_rescaled_field(model)),
+        diffrax.Dopri8(),
+        t0=0.0,
+        t1=tau1,
+        dt0=None,
+        y0=state0,
+        stepsize_controller=diffrax.PIDController(rtol=opts.rtol, atol=opts.atol),
+        event=diffrax.Event(events, root_finder=root_finder),
+        max_steps=opts.max_steps,
+        throw=False,
+    )
+
+
+def solve_blowup(
+    model: EffectiveModel, theta0: jax.Array, opts: SolverOptions = SolverOptions()
+) -> Trajectory:
+    """Solve ``θ' = F(θ)`` from ``θ₀`` (flat) to blow-up (or growth, for k = 1).
+
+    Returns a :class:`Trajectory`; failures are result codes, never exceptions, so this
+    function can be ``vmap``-ed over a batch of ``θ₀``.
+    """
+    k = model.field_degree
+    rate_power = max(k - 1, 1)
+    norm0 = jnp.linalg.norm(theta0)
+    finite0 = jnp.all(jnp.isfinite(theta0)) & (norm0 > 0)
+    safe0 = jnp.where(finite0, theta0, jnp.ones_like(theta0))
+    u0 = safe0 / jnp.linalg.norm(safe0)
+    log_r0 = jnp.log(jnp.linalg.norm(safe0))
+    f0 = model.field(safe0)
+    fnorm0 = jnp.linalg.norm(f0)
+    t_scale = jnp.linalg.norm(safe0) / jnp.maximum(fnorm0, 1e-300)
+    horizon = opts.horizon if opts.horizon is not None else opts.horizon_factor * t_scale
+    horizon = jnp.minimum(horizon, 1e300)
+    # τ advances by r^{k−1} dt: bound τ by the horizon measured at the initial radius.
+    tau1 = horizon * jnp.exp((k - 1) * log_r0)
+    loss0 = model.loss(safe0)
+    target = (1.0 - opts.escape_fraction) * loss0
+
+    # diffrax calls event conditions with the keywords t, y, args.
+    def grown(t, y, args, **kw):
+        return rate_power * (y[1] - log_r0) >= opts.log_growth
+
+    def out_of_time(t, y, args, **kw):
+        return y[2] >= horizon
+
+    def nonfinite(t, y, args, **kw):
+        return ~jnp.all(jnp.isfinite(y[0])) | ~jnp.isfinite(y[1])
+
+    def loss_dropped(t, y, args, **kw):
+        u, log_r, _ = y
+        return model.loss(jnp.exp(log_r) * u / jnp.linalg.norm(u)) - target
+
+    state0 = (u0, log_r0, jnp.zeros(()))
+    first = _solve(
+        model,
+        state0,
+        tau1,
+        (loss_dropped, grown, out_of_time, nonfinite),
+        opts,
+        root_finder=optx.Newton(rtol=1e-12, atol=1e-14),
+    )
+    escaped = first.event_mask[0]
+    t_escape = jnp.where(escaped, first.ys[2][-1], jnp.nan)
+    state1 = jax.tree.map(lambda a: a[-1], first.ys)
+    second = _solve(model, state1, tau1 - first.ts[-1], (grown, out_of_time, nonfinite), opts)
+    # If phase one already ended by growth/horizon/non-finite, phase two starts where it
+    # stopped and ends at once; use phase one's reason in that case.
+    done_first = first.event_mask[1] | first.event_mask[2] | first.event_mask[3]
+    mask = jax.tree.map(
+        lambda a, b: jnp.where(done_first, a, b),
+        tuple(first.event_mask[1:]),
+        tuple(second.event_mask),
+    )
+    sol_result = jnp.where(done_first, first.result._value, second.result._value)
+    u, log_r, t = jax.tree.map(lambda a: a[-1], second.ys)
+    u = u / jnp.linalg.norm(u)
+    g = jnp.dot(u, model.field(u))
+    if k >= 2:
+        t_star = t + jnp.exp(-(k - 1) * log_r) / ((k - 1) * g)
+    else:
+        t_star = jnp.nan
+    code = jnp.select(
+        [
+            ~finite0,
+            mask[2],
+            mask[0],
+            mask[1],
+            sol_result == diffrax.RESULTS.max_steps_reached._value,
+            sol_result != diffrax.RESULTS.successful._value,
+        ],
+        [
+            Result.NONFINITE,
+            Result.NONFINITE,
+            Result.BLOWUP if k >= 2 else Result.ESCAPED,
+            Result.NO_BLOWUP,
+            Result.MAX_STEPS,
+            Result.SOLVER_FAILED,
+        ],
+        default=Result.NO_BLOWUP,
+    )
+    ok = (code == Result.BLOWUP) | (code == Result.ESCAPED)
+    nan = jnp.nan
+    return Trajectory(
+        t_star=jnp.where(code == Result.BLOWUP, t_star, nan),
+        t_escape=jnp.where(finite0, t_escape, nan),
+        growth_rate=jnp.where(ok, g, nan),
+        direction=jnp.where(ok, u, nan),
+        log_r=log_r,
+        t_end=t,
+        result=code,
+        steps=first.stats["num_steps"] + second.stats["num_steps"],
+        energy0=model.energy(safe0),
+        field_norm0=fnorm0,
+        horizon=horizon,
+    )
+
+
+def threshold_blowup_time(
+    model: EffectiveModel,
+    theta0: jax.Array,
+    radius: float,
+    rtol: float = 1e-10,
+    atol: float = 1e-13,
+    max_steps: int = 100_000,
+) -> jax.Array:
+    """Cross-check: the first ``t`` with ``|θ(t)| = radius`` in the original time.
+
+    Underestimates ``T*`` by about ``radius^{−(k−1)} / ((k−1) u*·F(u*))``.
+    """
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, th, args: model.field(th)),
+        diffrax.Dopri8(),
+        t0=0.0,
+        t1=jnp.inf,
+        dt0=None,
+        y0=theta0,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        event=diffrax.Event(
+            lambda t, y, args, **kw: jnp.linalg.norm(y) - radius,
+            root_finder=optx.Newton(rtol=1e-12, atol=1e-14),
+        ),
+        max_steps=max_steps,
+        throw=False,
+    )
+    return jnp.where(sol.event_mask, sol.ts[-1], jnp.nan)

@@ -1,0 +1,124 @@
+"""The leading-order model bound to one data set: field, energy and loss on flat vectors.
+
+The solvers work on a flat parameter vector ``θ ∈ R^P``; :class:`EffectiveModel` keeps the
+pytree ``(W1, …, WL)`` layout (``unravel``) and evaluates
+
+    F(θ) = ∇E(θ),     E(θ) = ⟨y · f_q(x̃; θ)⟩,     R_q(θ) = ½⟨|f_q(x̃; θ) − y|²⟩,
+
+where ``R_q`` is the loss of the leading-order model (used for the predicted escape time).
+
+When every layer template is linear (``c_l s``: tanh-like activations, THEORY.md §3.2) the
+model only depends on the data through the moments ``Z = ⟨y x̃ᵀ⟩``, ``Σ = ⟨x̃ x̃ᵀ⟩`` and
+``⟨|y|²⟩``; :class:`EffectiveModel` then skips the pass over the data:
+
+    W_l' = C (W_{l+1}ᵀ ⋯ W_Lᵀ) Z (W_1ᵀ ⋯ W_{l−1}ᵀ),   C = Π_l c_l,
+    R_q = ½( tr(P Σ Pᵀ) − 2 tr(P Zᵀ) + ⟨|y|²⟩ ),        P = C W_L ⋯ W_1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .._jax import enable_x64
+from ..symbolic.bridge import LeadingOrder, leading_order
+from ..symbolic.derivation import Derivation
+
+enable_x64()
+
+
+class EffectiveModel(eqx.Module):
+    """Field ``F``, energy ``E`` and leading-order loss ``R_q`` on flat vectors."""
+
+    lo: LeadingOrder
+    xt: jax.Array
+    y: jax.Array
+    unravel: Callable = eqx.field(static=True)
+    field_degree: int = eqx.field(static=True)
+    chain_coefficient: float | None = eqx.field(static=True)
+    z: jax.Array
+    sigma: jax.Array
+    y2: jax.Array
+
+    def params(self, flat: jax.Array) -> tuple[jax.Array, ...]:
+        return self.unravel(flat)
+
+    def _chain(self, params):
+        """Prefix ``B_l = W_{l−1}⋯W_1`` and suffix ``A_l = W_L⋯W_{l+1}`` products."""
+        prefix = [jnp.eye(self.xt.shape[1])]
+        for w in params[:-1]:
+            prefix.append(w @ prefix[-1])
+        suffix = [jnp.eye(self.y.shape[1])]
+        for w in params[:0:-1]:
+            suffix.append(suffix[-1] @ w)
+        return prefix, suffix[::-1]
+
+    def field(self, flat: jax.Array) -> jax.Array:
+        params = self.unravel(flat)
+        if self.chain_coefficient is None:
+            grads = self.lo(0.0, params, (self.xt, self.y))
+        else:
+            prefix, suffix = self._chain(params)
+            c = self.chain_coefficient
+            grads = tuple(c * a.T @ self.z @ b.T for a, b in zip(suffix, prefix, strict=True))
+        return ravel_pytree(grads)[0]
+
+    def energy(self, flat: jax.Array) -> jax.Array:
+        params = self.unravel(flat)
+        if self.chain_coefficient is None:
+            return self.lo.energy(params, self.xt, self.y)
+        return jnp.sum(self._product(params) * self.z)
+
+    def _product(self, params) -> jax.Array:
+        p = params[0]
+        for w in params[1:]:
+            p = w @ p
+        return self.chain_coefficient * p
+
+    def loss(self, flat: jax.Array) -> jax.Array:
+        params = self.unravel(flat)
+        if self.chain_coefficient is None:
+            residual = self.lo.output(params, self.xt) - self.y
+            return 0.5 * jnp.mean(jnp.sum(residual**2, axis=1))
+        p = self._product(params)
+        return 0.5 * (jnp.sum((p @ self.sigma) * p) - 2 * jnp.sum(p * self.z) + self.y2)
+
+
+def effective_model(
+    derivation: Derivation,
+    xt: np.ndarray,
+    y: np.ndarray,
+    template: tuple[np.ndarray, ...],
+) -> EffectiveModel:
+    """Bind the leading-order model of ``derivation`` to data ``(x̃, y)``.
+
+    ``template`` is any parameter tuple of the right shapes (it fixes the flat layout).
+    """
+    xt = jnp.asarray(xt, dtype=jnp.float64)
+    y = jnp.asarray(y, dtype=jnp.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    _, unravel = ravel_pytree(tuple(jnp.asarray(w, dtype=jnp.float64) for w in template))
+    chain = float(derivation.scalar_coefficient) if derivation.deep_linear else None
+    n = xt.shape[0]
+    return EffectiveModel(
+        lo=leading_order(derivation),
+        xt=xt,
+        y=y,
+        unravel=unravel,
+        field_degree=derivation.field_degree,
+        chain_coefficient=chain,
+        z=y.T @ xt / n,
+        sigma=xt.T @ xt / n,
+        y2=jnp.sum(y**2) / n,
+    )
+
+
+def flatten(params) -> jax.Array:
+    """``(W1, …, WL)`` → one flat float64 vector (the solvers' state)."""
+    return ravel_pytree(tuple(jnp.asarray(w, dtype=jnp.float64) for w in params))[0]
