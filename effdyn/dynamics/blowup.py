@@ -47,6 +47,9 @@ class SolverOptions(eqx.Module):
     horizon: float | None = None
 
 
+DEFAULT_OPTIONS = SolverOptions()
+
+
 class Trajectory(eqx.Module):
     """Outcome of one solve; every field is an array, so a batch is a vmapped Trajectory."""
 
@@ -92,7 +95,7 @@ def _solve(model, state0, tau1, events, opts, root_finder=None):
 
 
 def solve_blowup(
-    model: EffectiveModel, theta0: jax.Array, opts: SolverOptions = SolverOptions()
+    model: EffectiveModel, theta0: jax.Array, opts: SolverOptions = DEFAULT_OPTIONS
 ) -> Trajectory:
     """Solve ``θ' = F(θ)`` from ``θ₀`` (flat) to blow-up (or growth, for k = 1).
 
