@@ -164,15 +164,18 @@ def solve_blowup(
         t_star = jnp.nan
     code = jnp.select(
         [
-            ~finite0,
+            ~jnp.all(jnp.isfinite(theta0)),
+            norm0 == 0,
             mask[2],
             mask[0],
             mask[1],
             sol_result == diffrax.RESULTS.max_steps_reached._value,
+            # an event would have set a mask; anything but reaching t1 is a failure
             sol_result != diffrax.RESULTS.successful._value,
         ],
         [
             Result.NONFINITE,
+            Result.NO_BLOWUP,
             Result.NONFINITE,
             Result.BLOWUP if k >= 2 else Result.ESCAPED,
             Result.NO_BLOWUP,

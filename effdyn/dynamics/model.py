@@ -48,24 +48,26 @@ class EffectiveModel(eqx.Module):
     def params(self, flat: jax.Array) -> tuple[jax.Array, ...]:
         return self.unravel(flat)
 
-    def _chain(self, params):
-        """Prefix ``B_l = W_{l−1}⋯W_1`` and suffix ``A_l = W_L⋯W_{l+1}`` products."""
-        prefix = [jnp.eye(self.xt.shape[1])]
+    def _chain_grads(self, params):
+        """``W_l' = C b_l v_{l−1}ᵀ`` with ``v_0 = Zᵀ``, ``v_l = W_l v_{l−1}`` (forward) and
+        ``b_L = I``, ``b_l = W_{l+1}ᵀ b_{l+1}`` (backward): only products with the thin
+        ``d_out``-column matrices, never a full ``W_l ⋯ W_1``."""
+        forward = [self.z.T]
         for w in params[:-1]:
-            prefix.append(w @ prefix[-1])
-        suffix = [jnp.eye(self.y.shape[1])]
+            forward.append(w @ forward[-1])
+        backward = [jnp.eye(self.y.shape[1])]
         for w in params[:0:-1]:
-            suffix.append(suffix[-1] @ w)
-        return prefix, suffix[::-1]
+            backward.append(w.T @ backward[-1])
+        backward = backward[::-1]
+        c = self.chain_coefficient
+        return tuple(c * b @ v.T for b, v in zip(backward, forward, strict=True))
 
     def field(self, flat: jax.Array) -> jax.Array:
         params = self.unravel(flat)
         if self.chain_coefficient is None:
             grads = self.lo(0.0, params, (self.xt, self.y))
         else:
-            prefix, suffix = self._chain(params)
-            c = self.chain_coefficient
-            grads = tuple(c * a.T @ self.z @ b.T for a, b in zip(suffix, prefix, strict=True))
+            grads = self._chain_grads(params)
         return ravel_pytree(grads)[0]
 
     def energy(self, flat: jax.Array) -> jax.Array:
@@ -75,9 +77,10 @@ class EffectiveModel(eqx.Module):
         return jnp.sum(self._product(params) * self.z)
 
     def _product(self, params) -> jax.Array:
-        p = params[0]
-        for w in params[1:]:
-            p = w @ p
+        """``P = C W_L ⋯ W_1`` (``d_out × D``), multiplied from the thin output side."""
+        p = params[-1]
+        for w in params[-2::-1]:
+            p = p @ w
         return self.chain_coefficient * p
 
     def loss(self, flat: jax.Array) -> jax.Array:
