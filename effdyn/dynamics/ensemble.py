@@ -87,8 +87,11 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
         g = jnp.sum(u * f, axis=1)
         dt = jnp.exp(-(k - 1) * jnp.where(live, log_r, 0.0))
         zero = jnp.zeros_like(g)
-        return (jnp.where(live[:, None], f - g[:, None] * u, 0.0), jnp.where(live, g, zero),
-                jnp.where(live, dt, zero))
+        return (
+            jnp.where(live[:, None], f - g[:, None] * u, 0.0),
+            jnp.where(live, g, zero),
+            jnp.where(live, dt, zero),
+        )
 
     def all_done(t, y, args, **kw):
         grown = rate_power * (y[1] - log_r0) >= opts.log_growth
@@ -101,8 +104,9 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
         t1=tau1,
         dt0=None,
         y0=(u0, log_r0, jnp.zeros_like(log_r0)),
-        stepsize_controller=diffrax.PIDController(rtol=opts.rtol, atol=opts.atol,
-                                                  norm=_row_rms_max),
+        stepsize_controller=diffrax.PIDController(
+            rtol=opts.rtol, atol=opts.atol, norm=_row_rms_max
+        ),
         event=diffrax.Event(all_done),
         max_steps=opts.max_steps,
         throw=False,
@@ -116,9 +120,22 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     t_star = t + jnp.exp(-(k - 1) * log_r) / ((k - 1) * g) if k >= 2 else jnp.nan * t
     out_of_steps = sol.result == diffrax.RESULTS.max_steps_reached
     code = jnp.select(
-        [~finite0 | ~finite, grown, t >= horizon, out_of_steps],
-        [Result.NONFINITE, Result.BLOWUP if k >= 2 else Result.ESCAPED, Result.NO_BLOWUP,
-         Result.MAX_STEPS],
+        [
+            ~jnp.all(jnp.isfinite(thetas), axis=1),
+            norms == 0,
+            ~finite,
+            grown,
+            t >= horizon,
+            out_of_steps,
+        ],
+        [
+            Result.NONFINITE,
+            Result.NO_BLOWUP,
+            Result.NONFINITE,
+            Result.BLOWUP if k >= 2 else Result.ESCAPED,
+            Result.NO_BLOWUP,
+            Result.MAX_STEPS,
+        ],
         default=Result.SOLVER_FAILED,
     )
     ok = (code == Result.BLOWUP) | (code == Result.ESCAPED)
