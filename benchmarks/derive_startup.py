@@ -34,20 +34,38 @@ def main() -> None:
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                proc = subprocess.run([*cmd, "derive", "-a", act, "-L", str(depth), "--json"],
-                                      capture_output=True, text=True, check=False)
+                proc = subprocess.run(
+                    [*cmd, "derive", "-a", act, "-L", str(depth), "--json"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 times.append(time.perf_counter() - start)
                 if proc.returncode != 0:
                     raise SystemExit(f"derive failed for {act} depth {depth}: {proc.stderr}")
                 json.loads(proc.stdout)
             everything += times
-            rows.append({"activation": act, "depth": depth,
-                         "median_s": round(statistics.median(times), 3),
-                         "max_s": round(max(times), 3)})
-    print(json.dumps({"benchmark": "derive_startup", "target_median_s": 3.0,
-                      "median_s": round(statistics.median(everything), 3),
-                      "worst_median_s": max(r["median_s"] for r in rows),
-                      "runs": len(everything), "cases": rows}, indent=2))
+            rows.append(
+                {
+                    "activation": act,
+                    "depth": depth,
+                    "median_s": round(statistics.median(times), 3),
+                    "max_s": round(max(times), 3),
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "benchmark": "derive_startup",
+                "target_median_s": 3.0,
+                "median_s": round(statistics.median(everything), 3),
+                "worst_median_s": max(r["median_s"] for r in rows),
+                "runs": len(everything),
+                "cases": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

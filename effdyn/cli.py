@@ -100,6 +100,52 @@ def derive(
 
 @app.command()
 @guarded
+def predict(
+    problem: Annotated[Path, typer.Argument(help="Problem file (TOML).")],
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = 1e-10,
+    horizon: Annotated[
+        float | None, typer.Option(help="Give up after this time (default: automatic).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Solve the effective dynamics from the problem's initialization: T*, escape, directions."""
+    if not (0 < rtol < 1):
+        raise EffdynError(f"--rtol must lie in (0, 1), got {rtol}")
+    from .dynamics.blowup import SolverOptions
+    from .dynamics.predict import predict as run_predict
+    from .problem import load_problem
+
+    loaded = load_problem(problem)
+    result = run_predict(loaded, SolverOptions(rtol=rtol, horizon=horizon), progress=not json_out)
+    _emit(result, json_out, _print_prediction)
+
+
+def _print_prediction(r: dict) -> None:
+    def fmt(v):
+        return "—" if v is None else f"{v:.6g}"
+
+    print(f"{r['kind']}: {r['message']}")
+    print(
+        f"  t_star = {fmt(r['t_star'])}   t_escape = {fmt(r['t_escape'])}   "
+        f"growth rate = {fmt(r['growth_rate'])}"
+    )
+    print(f"  first-layer orientations: {r['n_orientations']}")
+    for name, dirs in r["directions"].items():
+        for d in dirs[:6]:
+            print(
+                f"    {name}: ["
+                + ", ".join(f"{v:+.4f}" for v in d[:8])
+                + (", …]" if len(d) > 8 else "]")
+            )
+    if "per_neuron" in r and r["per_neuron"]["first"] is not None:
+        pn = r["per_neuron"]
+        print(f"  first neuron to blow up: #{pn['first']} at t = {fmt(pn['t_star_min'])}")
+    for w in r["warnings"]:
+        print(f"  warning: {w}")
+
+
+@app.command()
+@guarded
 def reproduce(
     out: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path("report"),
     quick: Annotated[bool, typer.Option("--quick", help="The quick settings.")] = False,
