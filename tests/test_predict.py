@@ -54,7 +54,7 @@ def _circle_critical_points(p, xt, y, grid=200_000):
         sign = -1.0 if vals[i] > prev[i] else 1.0
         h = 2 * np.pi / grid
         res = minimize_scalar(
-            lambda a: sign * _F(p, xt, y, np.array([np.cos(a), np.sin(a)])),
+            lambda a, s=sign: s * _F(p, xt, y, np.array([np.cos(a), np.sin(a)])),
             bounds=(phi[i] - 2 * h, phi[i] + 2 * h),
             method="bounded",
             options={"xatol": 1e-13},
