@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--gpu-n", type=int, default=100_000, help="trajectories on a GPU")
     parser.add_argument("--gpu-chunk-size", type=int, default=20_000)
     args = parser.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)  # other processes skew the timings
 
     x, y = load_dataset("zhou2022-fig2", 0)
     n_data = x.shape[0]
@@ -205,6 +206,8 @@ def main() -> None:
             "numpy": np.__version__,
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
+            "load_average_1min_at_start": load_at_start,
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         },
     }
 

@@ -27,6 +27,16 @@ _LAZY = {
     "initial_params": "effdyn.problem",
     "Problem": "effdyn.problem",
     "derive_problem": "effdyn.api",
+    "predict": "effdyn.dynamics.predict",
+    "effective_model": "effdyn.dynamics.model",
+    "solve_blowup": "effdyn.dynamics.blowup",
+    "threshold_blowup_time": "effdyn.dynamics.blowup",
+    "SolverOptions": "effdyn.dynamics.blowup",
+    "solve_ensemble": "effdyn.dynamics.ensemble",
+    "critical_orientations": "effdyn.dynamics.critical",
+    "cluster_orientations": "effdyn.analysis.orientations",
+    "train": "effdyn.training",
+    "compare": "effdyn.compare",
 }
 
 

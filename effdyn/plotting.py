@@ -65,3 +65,233 @@ def leading_parts_figure(acts: Sequence[Activation], path: str, columns: int = 4
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --- Condensation in a trained network (THEORY.md §5) -------------------------------------
+
+
+def _title(what: str, setting: str) -> str:
+    """``what`` over ``setting`` (the setting names the experiment: activation, ε, lr, …);
+    two lines so that long settings are not cut at the figure's edge."""
+    return f"{what}\n{setting}" if setting else what
+
+
+def _new_axes(ax, figsize):
+    if ax is None:
+        _, ax = _pyplot().subplots(figsize=figsize)
+    return ax
+
+
+def plot_cosine_heatmap(matrix, ax: Axes | None = None, title: str = "") -> Axes:
+    """The papers' heatmap of ``cos(u_k, u_l)`` between neuron features.
+
+    Pass the ordered matrix from :func:`effdyn.analysis.condensation.cosine_matrix`:
+    condensed lines show as square blocks of +1 (one orientation) flanked by blocks of −1
+    (the opposite orientation). Colours run from −1 (blue) to +1 (red), white at 0.
+
+    Args:
+        matrix: ``(N, N)`` cosine matrix (already ordered).
+        ax: Axes to draw on (a new figure if None).
+        title: the setting, appended to the title.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"matrix must be square (N, N); got shape {matrix.shape}")
+    ax = _new_axes(ax, (4.4, 3.7))
+    n = matrix.shape[0]
+    im = ax.imshow(
+        matrix,
+        vmin=-1.0,
+        vmax=1.0,
+        cmap="RdBu_r",
+        interpolation="nearest",
+        extent=(-0.5, n - 0.5, n - 0.5, -0.5),
+    )
+    ax.figure.colorbar(im, ax=ax, label="cosine similarity", fraction=0.046, pad=0.04)
+    ax.set_xlabel("neuron index (ordered)")
+    ax.set_ylabel("neuron index (ordered)")
+    ax.set_title(_title("cosine similarity of neurons", title), fontsize=9)
+    return ax
+
+
+def _pi_ticks(ax) -> None:
+    ticks = np.pi * np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    ax.set_xticks(ticks, ["−π", "−π/2", "0", "π/2", "π"])
+    ax.set_xlim(-np.pi - 0.1, np.pi + 0.1)
+
+
+def plot_angle_norm(
+    W1,
+    predicted_directions=None,
+    ax: Axes | None = None,
+    title: str = "",
+    *,
+    lines: bool = False,
+    logy: bool | None = None,
+) -> Axes:
+    """Each neuron of a 1-d-input network as (angle of ``(w, b)``, norm) — the papers' scatter.
+
+    Condensed orientations are vertical stacks of points; grey dotted vertical lines mark the
+    angles ``atan2(b*, w*)`` of the predicted orientations (THEORY.md §3.1: at most ``2p``).
+
+    Args:
+        W1: ``(N, 2)`` rows ``(w, b)``.
+        predicted_directions: ``(P, 2)`` predicted directions, or None.
+        ax: Axes to draw on (a new figure if None).
+        title: the setting, appended to the title.
+        lines: the predicted directions are lines: mark both ``u*`` and ``−u*``.
+        logy: log-scale norms; by default when the norms span more than two decades.
+    """
+    from .analysis.condensation import neuron_angle_norm
+
+    angles, norms = neuron_angle_norm(W1)
+    ax = _new_axes(ax, (4.6, 3.2))
+    if predicted_directions is not None and len(predicted_directions):
+        pred = np.asarray(predicted_directions, dtype=float)
+        if lines:
+            pred = np.concatenate([pred, -pred])
+        pangles, _ = neuron_angle_norm(pred)
+        for i, a in enumerate(np.unique(np.round(pangles, 12))):
+            ax.axvline(a, color="0.45", ls=":", lw=1.3, label="predicted" if i == 0 else None)
+    ax.scatter(angles, norms, s=12, color="C0", alpha=0.75, lw=0, label="neurons")
+    positive = norms[norms > 0]
+    if logy is None:
+        logy = positive.size > 0 and positive.max() > 100 * positive.min()
+    if logy:
+        ax.set_yscale("log")
+    _pi_ticks(ax)
+    ax.set_xlabel("angle of (w, b)   atan2(b, w)")
+    ax.set_ylabel("norm |(w, b)|")
+    ax.set_title(_title("neuron orientations", title), fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
+def plot_loss(
+    t,
+    loss,
+    t_escape_measured: float | None = None,
+    t_escape_predicted: float | None = None,
+    t_star: float | None = None,
+    ax: Axes | None = None,
+    title: str = "",
+) -> Axes:
+    """Training loss against time with the measured and predicted plateau exits.
+
+    Vertical markers: the measured escape (:func:`~effdyn.analysis.condensation.escape_time`,
+    solid), the leading-order ``t_escape`` (dashed) and the predicted blow-up time ``T*``
+    (dash-dotted); a marker left as None is not drawn. The y axis is logarithmic when every
+    finite loss is positive.
+
+    Args:
+        t: ``(S,)`` times (``step · lr`` for gradient descent).
+        loss: ``(S,)`` training losses.
+        ax: Axes to draw on (a new figure if None).
+        title: the setting, appended to the title.
+    """
+    t = np.asarray(t, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    if t.shape != loss.shape:
+        raise ValueError(f"t has {t.size} entries but loss has {loss.size}")
+    ax = _new_axes(ax, (4.8, 3.2))
+    ax.plot(t, loss, color="C0", lw=1.4, label="training loss")
+    finite = loss[np.isfinite(loss)]
+    if finite.size and np.all(finite > 0):
+        ax.set_yscale("log")
+    marks = [
+        (t_escape_measured, "measured escape", "C3", "-"),
+        (t_escape_predicted, "predicted t_escape", "C2", "--"),
+        (t_star, "predicted T*", "C1", "-."),
+    ]
+    for value, label, color, ls in marks:
+        if value is not None and np.isfinite(value):
+            ax.axvline(float(value), color=color, ls=ls, lw=1.3, label=f"{label} = {value:.3g}")
+    ax.set_xlabel("t  (= step · lr)")
+    ax.set_ylabel("training loss")
+    ax.set_title(_title("training loss", title), fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
+def plot_direction_alignment(
+    units, predicted, ax: Axes | None = None, title: str = "", *, above: float = 0.99
+) -> Axes:
+    """Misalignment of each neuron with its nearest predicted direction, sorted.
+
+    For neuron ``k`` (unit feature ``u_k``, pass the grown ones) the plot shows
+    ``1 − a_k`` with ``a_k = max_j |cos(u_k, u*_j)|`` on a log scale, neurons sorted from
+    best to worst aligned and coloured by their nearest ``u*_j``; the dashed line is
+    ``a = above`` (0.99).
+
+    Why ``1 − |cos|`` on a log axis rather than ``|cos|`` itself: on a linear axis every
+    condensed neuron sits on the line 1.0 and 0.999 cannot be told from 0.99999, while the
+    theory predicts how small the residual is (e.g. ``~ ε^{1 − s₂/s₁}`` for the two-layer
+    CNN, THEORY.md §3.3); the log of the misalignment shows that scale directly. A
+    per-neuron plot is also preferred to a learned-cluster × predicted heatmap because it
+    does not depend on a clustering threshold.
+
+    Args:
+        units: ``(N, D)`` neuron features (normalized here; zero rows dropped).
+        predicted: ``(P, D)`` predicted directions.
+        ax: Axes to draw on (a new figure if None).
+        title: the setting, appended to the title.
+        above: alignment level drawn as the dashed line.
+    """
+    from .analysis.condensation import _rows, alignment_summary
+    from .analysis.orientations import unit_rows
+
+    u, keep = unit_rows(_rows(units, "units"))
+    p, _ = unit_rows(_rows(predicted, "predicted"))
+    u = u[keep]
+    ax = _new_axes(ax, (4.8, 3.2))
+    if len(u) and len(p):
+        s = alignment_summary(u, p, above=above)  # also checks the dimensions agree
+        cos = np.abs(u @ p.T)
+        nearest = np.argmax(cos, axis=1)
+        mis = np.clip(1.0 - cos.max(axis=1), 1e-16, None)  # exact alignment → floor
+        order = np.argsort(mis, kind="stable")
+        rank = np.arange(1, len(u) + 1)
+        for j in np.unique(nearest):
+            sel = nearest[order] == j
+            ax.scatter(
+                rank[sel], mis[order][sel], s=14, color=f"C{j % 10}", label=f"nearest u*_{j}"
+            )
+        # Head-room above the dashed line for the summary text (log scale).
+        lo, hi = mis.min(), max(1.0 - above, mis.max())
+        span = max(np.log10(hi / lo), 1.0)
+        ax.set_ylim(lo / 10 ** (0.08 * span), hi * 10 ** (0.4 * span))
+        ax.text(
+            0.02,
+            0.97,
+            f"n = {s['n']}, median |cos| = {s['median_abs_cos']:.6f}\n"
+            f"min |cos| = {s['min_abs_cos']:.6f}, {100 * s['fraction_above']:.0f}% ≥ {above}",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=7,
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+        )
+    ax.axhline(1.0 - above, color="k", ls="--", lw=1.0, label=f"|cos| = {above}")
+    ax.set_yscale("log")
+    ax.set_xlabel("neuron (sorted by alignment)")
+    ax.set_ylabel("1 − max_j |cos(u_k, u*_j)|")
+    ax.set_title(_title("alignment with predicted directions", title), fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def save_figure(ax_or_fig, path) -> str:
+    """Save the figure holding ``ax_or_fig`` (an Axes, an array of Axes or a Figure) as a PNG
+    at dpi 110, creating parent folders, and close it. Returns the path."""
+    from pathlib import Path
+
+    plt = _pyplot()
+    obj = ax_or_fig
+    if isinstance(obj, np.ndarray):
+        obj = obj.flat[0]
+    fig = obj if hasattr(obj, "savefig") else obj.figure
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+    return str(path)

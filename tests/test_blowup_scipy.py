@@ -101,8 +101,9 @@ def scipy_blowup_time(field, theta0, radius_factor=R_FACTOR, k=2):
 
 
 class Case:
-    def __init__(self, name, derivation, template, field, xt, y):
+    def __init__(self, name, seed_offset, derivation, template, field, xt, y):
         self.name = name
+        self.seed_offset = seed_offset
         self.derivation = derivation
         self.template = template
         self.field = field
@@ -115,7 +116,7 @@ class Case:
         self.results = [int(tr.result) for tr in self.trajs]
 
     def initial(self, seed, eps):
-        rng = np.random.default_rng(1000 * seed + len(self.name))
+        rng = np.random.default_rng(self.seed_offset + seed)
         params = tuple(eps * rng.standard_normal(w.shape) for w in self.template)
         theta = np.asarray(flatten(params))
         # the flat layout the hand fields assume: row-major per layer, layers in order
@@ -140,6 +141,7 @@ def depth3(data):
     template = (np.zeros((m1, d)), np.zeros((m2, m1)), np.zeros((1, m2)))
     return Case(
         "depth3-tanh",
+        300,
         derive("tanh", 3),
         template,
         lambda th: field_depth3(th, z, m1, m2),
@@ -155,6 +157,7 @@ def two_layer(data):
     template = (np.zeros((m, d)), np.zeros((1, m)))
     return Case(
         "depth2-xtanhx",
+        200,
         derive(["x*tanh(x)"]),
         template,
         lambda th: field_two_layer(th, mom, m),

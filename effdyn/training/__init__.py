@@ -1,0 +1,12 @@
+"""Training the real network (JAX): the fully connected net, its loss, the GD/Adam loop, files.
+
+:func:`train` runs full-batch gradient descent (or Adam) from the problem's own initial
+weights and returns a :class:`TrainRun`; :func:`save_run`/:func:`load_run` write and read
+``DIR/train.npz`` and ``DIR/result.json`` (ARCHITECTURE.md, ``effdyn train``).
+"""
+
+from .io import load_run, save_run
+from .loop import TrainRun, train
+from .network import loss_function, network
+
+__all__ = ["TrainRun", "load_run", "loss_function", "network", "save_run", "train"]
