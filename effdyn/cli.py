@@ -144,6 +144,81 @@ def _print_prediction(r: dict) -> None:
         print(f"  warning: {w}")
 
 
+OutDir = Annotated[Path, typer.Option("--out", help="Folder for the results.")]
+
+
+@app.command("train")
+@guarded
+def train_command(
+    problem: Annotated[Path, typer.Argument(help="Problem file (TOML).")],
+    out: OutDir = Path("run"),
+    json_out: JsonFlag = False,
+) -> None:
+    """Train the real network from the problem's initialization: OUT/train.npz, result.json."""
+    from .problem import load_problem
+    from .training import save_run, summary_of, train
+
+    run = train(load_problem(problem), progress=not json_out)
+    save_run(run, out)
+    summary = {**summary_of(run), "out": str(out)}
+    _emit(
+        summary,
+        json_out,
+        lambda s: print(
+            f"{s['result']}: {s['message']}\n  wrote {out / 'train.npz'} and {out / 'result.json'}"
+        ),
+    )
+
+
+@app.command("compare")
+@guarded
+def compare_command(
+    problem: Annotated[Path, typer.Argument(help="Problem file (TOML).")],
+    out: OutDir = Path("compare"),
+    json_out: JsonFlag = False,
+) -> None:
+    """Predict and train from one problem; write OUT/result.json and figures."""
+    from .compare import compare
+    from .problem import load_problem
+
+    result = compare(load_problem(problem), out, progress=not json_out)
+    _emit(result, json_out, _print_comparison)
+
+
+def _print_comparison(r: dict) -> None:
+    def fmt(v):
+        return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    p, m, q = r["predicted"], r["measured"], r["ratios"]
+    print(r["setting"])
+    print(
+        f"  predicted: T* = {fmt(p['t_star'])}, t_escape = {fmt(p['t_escape'])}, "
+        f"{p['n_orientations']} orientation(s)"
+    )
+    print(
+        f"  measured:  t_escape = {fmt(m['t_escape'])}  (ratio to predicted escape "
+        f"{fmt(q['escape_over_predicted_escape'])}, to T* {fmt(q['escape_over_t_star'])})"
+    )
+    for stage in ("initial_stage", "final"):
+        s = m[stage]
+        a = s["alignment"] or {}
+        counts = ", ".join(
+            f"{c['lines']} lines/{c['orientations']} orient. at {c['threshold']:g}"
+            for c in s["counts"]
+        )
+        print(
+            f"  {stage} (t = {fmt(s['t'])}): {s['n_grown']} grown, median |cos| with "
+            f"prediction {fmt(a.get('median_abs_cos'))}; {counts}"
+        )
+    if r.get("paper_claim"):
+        print(f"  paper: {r['paper_claim']['lines']} line(s) — {r['paper_claim']['source']}")
+    if "first_neuron_matches" in q:
+        print(
+            f"  first neuron to grow: measured #{m['first_neuron']}, predicted "
+            f"#{p['per_neuron']['first']} ({'match' if q['first_neuron_matches'] else 'no match'})"
+        )
+
+
 @app.command()
 @guarded
 def reproduce(

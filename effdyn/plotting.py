@@ -73,7 +73,9 @@ def leading_parts_figure(acts: Sequence[Activation], path: str, columns: int = 4
 def _title(what: str, setting: str) -> str:
     """``what`` over ``setting`` (the setting names the experiment: activation, ε, lr, …);
     two lines so that long settings are not cut at the figure's edge."""
-    return f"{what}\n{setting}" if setting else what
+    import textwrap
+
+    return "\n".join([what, *textwrap.wrap(setting, 58)]) if setting else what
 
 
 def _new_axes(ax, figsize):

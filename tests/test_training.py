@@ -367,3 +367,25 @@ def test_cnn_is_not_supported_yet():
     for call in (lambda: train(p), lambda: network(p)):
         with pytest.raises(EffdynError, match="kind 'cnn' training is not supported yet"):
             call()
+
+
+def test_max_preactivation_is_recorded_every_step():
+    """max_{i,k} |w_k·x̃_i| at θ_0 and θ_K, computed with numpy."""
+    from effdyn.problem import initial_params, problem_from_dict
+    from effdyn.training import train
+
+    problem = problem_from_dict(
+        {
+            "model": {"depth": 2, "width": 7, "activation": "tanh"},
+            "data": {"dataset": "zhou2022-fig5"},
+            "init": {"scale": 0.1, "seed": 3},
+        }
+    )
+    run = train(problem, steps=50, lr=0.05, chunk=20)
+    xt = problem.inputs()
+    w0 = initial_params(problem)[0]
+    assert run.max_preactivation.shape == run.loss.shape
+    assert run.max_preactivation[0] == pytest.approx(np.max(np.abs(xt @ w0.T)), rel=1e-14)
+    assert run.max_preactivation[-1] == pytest.approx(
+        np.max(np.abs(xt @ run.params[0].T)), rel=1e-14
+    )

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jax import enable_x64
-from .blowup import DEFAULT_OPTIONS, SolverOptions
+from .blowup import DEFAULT_OPTIONS, SolverOptions, is_done
 from .model import EffectiveModel
 from .results import Result
 
@@ -94,8 +94,7 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
         )
 
     def all_done(t, y, args, **kw):
-        grown = rate_power * (y[1] - log_r0) >= opts.log_growth
-        return jnp.all(grown | ~active(y))
+        return jnp.all(is_done(model, y, log_r0, opts) | ~active(y))
 
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vf),
@@ -117,6 +116,9 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     u = u / jnp.linalg.norm(u, axis=1, keepdims=True)
     g = jnp.sum(u * field(u), axis=1)
     grown = rate_power * (log_r - log_r0) >= opts.log_growth
+    failed = (sol.result != diffrax.RESULTS.successful) & (
+        sol.result != diffrax.RESULTS.event_occurred
+    )
     t_star = t + jnp.exp(-(k - 1) * log_r) / ((k - 1) * g) if k >= 2 else jnp.nan * t
     out_of_steps = sol.result == diffrax.RESULTS.max_steps_reached
     code = jnp.select(
@@ -125,18 +127,19 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
             norms == 0,
             ~finite,
             grown,
-            t >= horizon,
             out_of_steps,
+            failed,
         ],
         [
             Result.NONFINITE,
             Result.NO_BLOWUP,
             Result.NONFINITE,
             Result.BLOWUP if k >= 2 else Result.ESCAPED,
-            Result.NO_BLOWUP,
             Result.MAX_STEPS,
+            Result.SOLVER_FAILED,
         ],
-        default=Result.SOLVER_FAILED,
+        # finite, not grown, solve ended normally: horizon (or t1) reached without blow-up
+        default=Result.NO_BLOWUP,
     )
     ok = (code == Result.BLOWUP) | (code == Result.ESCAPED)
     return dict(

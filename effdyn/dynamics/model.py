@@ -17,7 +17,7 @@ model only depends on the data through the moments ``Z = ⟨y x̃ᵀ⟩``, ``Σ 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import equinox as eqx
 import jax
@@ -38,15 +38,20 @@ class EffectiveModel(eqx.Module):
     lo: LeadingOrder
     xt: jax.Array
     y: jax.Array
-    unravel: Callable = eqx.field(static=True)
+    shapes: tuple[tuple[int, int], ...] = eqx.field(static=True)
     field_degree: int = eqx.field(static=True)
     chain_coefficient: float | None = eqx.field(static=True)
     z: jax.Array
     sigma: jax.Array
     y2: jax.Array
 
-    def params(self, flat: jax.Array) -> tuple[jax.Array, ...]:
-        return self.unravel(flat)
+    def unravel(self, flat: jax.Array) -> tuple[jax.Array, ...]:
+        """Flat vector → ``(W1, …, WL)`` (row-major blocks, layers in order)."""
+        out, start = [], 0
+        for rows, cols in self.shapes:
+            out.append(flat[start : start + rows * cols].reshape(rows, cols))
+            start += rows * cols
+        return tuple(out)
 
     def _chain_grads(self, params):
         """``W_l' = C b_l v_{l−1}ᵀ`` with ``v_0 = Zᵀ``, ``v_l = W_l v_{l−1}`` (forward) and
@@ -106,20 +111,33 @@ def effective_model(
     y = jnp.asarray(y, dtype=jnp.float64)
     if y.ndim == 1:
         y = y[:, None]
-    _, unravel = ravel_pytree(tuple(jnp.asarray(w, dtype=jnp.float64) for w in template))
+    shapes = tuple(tuple(int(n) for n in np.shape(w)) for w in template)
     chain = float(derivation.scalar_coefficient) if derivation.deep_linear else None
     n = xt.shape[0]
     return EffectiveModel(
-        lo=leading_order(derivation),
+        lo=_leading_order(tuple(a.source for a in derivation.activations), derivation),
         xt=xt,
         y=y,
-        unravel=unravel,
+        shapes=shapes,
         field_degree=derivation.field_degree,
         chain_coefficient=chain,
         z=y.T @ xt / n,
         sigma=xt.T @ xt / n,
         y2=jnp.sum(y**2) / n,
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _leading_order_cached(sources: tuple[str, ...], derivation: Derivation) -> LeadingOrder:
+    return leading_order(derivation)
+
+
+def _leading_order(sources: tuple[str, ...], derivation: Derivation) -> LeadingOrder:
+    """One :class:`LeadingOrder` per activation list, so equal models share compiled code."""
+    try:
+        return _leading_order_cached(sources, derivation)
+    except TypeError:  # an unhashable derivation: build afresh
+        return leading_order(derivation)
 
 
 def flatten(params) -> jax.Array:

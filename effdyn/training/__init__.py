@@ -5,8 +5,8 @@ weights and returns a :class:`TrainRun`; :func:`save_run`/:func:`load_run` write
 ``DIR/train.npz`` and ``DIR/result.json`` (ARCHITECTURE.md, ``effdyn train``).
 """
 
-from .io import load_run, save_run
+from .io import load_run, save_run, summary_of
 from .loop import TrainRun, train
 from .network import loss_function, network
 
-__all__ = ["TrainRun", "load_run", "loss_function", "network", "save_run", "train"]
+__all__ = ["TrainRun", "load_run", "loss_function", "network", "save_run", "summary_of", "train"]

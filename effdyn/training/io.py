@@ -88,7 +88,8 @@ def load_run(out_dir: str | Path) -> TrainRun:
         raise EffdynError(f"cannot read the training run in {str(out)!r} ({err})") from None
     depth = sum(1 for name in arrays if name.startswith("snapshots_W"))
     names = [f"W{l}" for l in range(1, depth + 1)]
-    required = ["t", "loss", "snapshot_steps", *names, *(f"snapshots_{w}" for w in names)]
+    required = ["t", "loss", "max_preactivation", "snapshot_steps", *names]
+    required += [f"snapshots_{w}" for w in names]
     missing = [name for name in required if name not in arrays]
     if depth == 0 or missing:
         raise EffdynError(f"{str(out / ARRAYS)!r} is not a training run (missing {missing})")
@@ -97,6 +98,7 @@ def load_run(out_dir: str | Path) -> TrainRun:
     return TrainRun(
         t=arrays["t"],
         loss=arrays["loss"],
+        max_preactivation=arrays["max_preactivation"],
         params=tuple(arrays[w] for w in names),
         snapshot_steps=arrays["snapshot_steps"],
         snapshots=tuple(arrays[f"snapshots_{w}"] for w in names),
@@ -112,6 +114,7 @@ def _arrays(run: TrainRun) -> dict[str, np.ndarray]:
     arrays = {
         "t": run.t,
         "loss": run.loss,
+        "max_preactivation": run.max_preactivation,
         "snapshot_steps": run.snapshot_steps,
         "snapshot_t": run.snapshot_t,
     }

@@ -65,6 +65,8 @@ class TrainRun:
     Attributes:
         t: ``(K+1,)`` times ``t_k = k·lr``, ``k = 0..K`` (``K`` = steps actually run).
         loss: ``(K+1,)`` ``R(θ_k)``, the loss before update ``k+1``; ``loss[0] = R(θ_0)``.
+        max_preactivation: ``(K+1,)`` ``max_{i,k} |w_k·x̃_i|`` at ``θ_k`` (first layer): the
+            small-initialization regime lasts while it is small.
         params: the final weights ``(W1, …, WL)`` = ``θ_K``.
         snapshot_steps: ``(S,)`` increasing, log-spaced step indices, always with 0 and ``K``.
         snapshots: per layer, ``(S, *W_l.shape)``: ``θ`` at those steps.
@@ -78,6 +80,7 @@ class TrainRun:
 
     t: np.ndarray
     loss: np.ndarray
+    max_preactivation: np.ndarray
     params: tuple[np.ndarray, ...]
     snapshot_steps: np.ndarray
     snapshots: tuple[np.ndarray, ...]
@@ -167,14 +170,16 @@ def train(
     args = (xt, y, jnp.float64(lr))
 
     pieces: list[np.ndarray] = []
+    pre_pieces: list[np.ndarray] = []
     end, result = steps, "completed"
     with _progress(progress, optimizer, steps) as bar:
         for start in range(0, steps, chunk):
-            carry, losses = run_chunk(
+            carry, (losses, pre) = run_chunk(
                 carry, *args, jnp.int64(start), jnp.int64(steps), jnp.asarray(inside)
             )
             losses = np.asarray(losses)[: min(chunk, steps - start)]
             pieces.append(losses)
+            pre_pieces.append(np.asarray(pre)[: len(losses)])
             bar(len(losses), losses[-1])
             bad = ~np.isfinite(losses)
             if bad.any():
@@ -195,15 +200,18 @@ def train(
         for b, w in zip(buffers, params, strict=True)
     )
     loss = np.concatenate(pieces)
+    pre = np.concatenate(pre_pieces)
     if result == "nonfinite":
-        loss = loss[: end + 1]
+        loss, pre = loss[: end + 1], pre[: end + 1]
     else:
         final = _loss_function(problem.model.activations)(params, xt, y)
         loss = np.append(loss[:end], float(final))
+        pre = np.append(pre[:end], float(np.max(np.abs(np.asarray(xt) @ params[0].T))))
     message = _message(result, loss, end, steps, optimizer, lr, stop_below, params0)
     return TrainRun(
         t=np.arange(end + 1) * lr,
         loss=loss,
+        max_preactivation=pre,
         params=params,
         snapshot_steps=snapshot_steps,
         snapshots=snapshots,
@@ -249,6 +257,9 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
         def live(k, state):
             params, opt_state, _, slot, buffers = state
             loss, grads = value_and_grad(params, xt, y)
+            # The largest first-layer pre-activation |w_k·x̃_i| (THEORY.md §5): the
+            # leading-order expansion of σ holds while it is small.
+            pre = jnp.max(jnp.abs(xt @ params[0].T))
             # Snapshot θ_k if k is the next scheduled step: every step writes θ_k into the
             # buffer, into the spare row unless scheduled (cheaper than a conditional copy).
             hit = k == snap_steps[jnp.minimum(slot, spare - 1)]
@@ -265,13 +276,15 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
 
             # A non-finite loss leaves θ_k in place, so the run can end exactly at step k.
             params, opt_state = lax.cond(finite, update, lambda _: (params, opt_state), None)
-            return (params, opt_state, ~finite, slot + hit, buffers), loss
+            return (params, opt_state, ~finite, slot + hit, buffers), (loss, pre)
 
         def step(state, j):
             k = start + j
             active = (k < stop) & ~state[2]
             # Masked steps (past the end, or after a non-finite loss) do no arithmetic.
-            return lax.cond(active, functools.partial(live, k), lambda s: (s, jnp.nan), state)
+            return lax.cond(
+                active, functools.partial(live, k), lambda s: (s, (jnp.nan, jnp.nan)), state
+            )
 
         return lax.scan(step, carry, jnp.arange(chunk))
 
