@@ -6,11 +6,13 @@ with the definitions of THEORY.md §5:
 - ``t_escape``: the first ``t = k·lr`` at which the training loss is 10% below its start —
   the rule ``predict`` applies to the leading-order loss, so the ratio compares like with
   like; the ratio to ``T*`` is given too.
-- the *initial stage*: the first step at which the largest first-layer pre-activation
-  ``max |w_k·x̃_i|`` reaches :data:`INITIAL_STAGE_PREACTIVATION` — the end of the regime in
-  which ``σ(s) ≈ c_p s^p`` (for tanh, ``tanh(0.3)/0.3 = 0.97``). Condensation is a statement
-  about this stage (THEORY.md §7: a few percent of ``T*`` later the first neuron has already
-  turned away), so directions are measured there, and again at the end of training.
+- the *initial stage* ends at the first step where either assumption of the leading-order
+  model fails: the largest first-layer pre-activation ``max |w_k·x̃_i|`` reaches
+  :data:`INITIAL_STAGE_PREACTIVATION` (``σ(s) ≈ c_p s^p`` no longer holds: for tanh,
+  ``tanh(0.3)/0.3 = 0.97``), or the loss has dropped by :data:`INITIAL_STAGE_LOSS_DROP`
+  (the residual is no longer ``≈ −y``). Condensation is a statement about this stage
+  (THEORY.md §7: a few percent of ``T*`` later the first neuron has already turned away), so
+  directions are measured there, and again at the end of training.
 - at each of those times: the grown neurons (norm ≥ 10% of the largest and ≥ 2× their
   initial norm), their alignment with the predicted directions (``max_j |cos|``), and the
   number of lines / orientations at stated clustering thresholds.
@@ -43,6 +45,7 @@ from .problem import Problem, initial_params
 from .training import save_run, summary_of, train
 
 INITIAL_STAGE_PREACTIVATION = 0.3
+INITIAL_STAGE_LOSS_DROP = 0.01
 ESCAPE_FRACTION = 0.1
 THRESHOLDS = (1e-3, 1e-2, 5e-2)
 """Clustering thresholds (distance ``1 − |cos|`` for lines, ``1 − cos`` for orientations)."""
@@ -98,7 +101,7 @@ def compare(
         "definitions": {
             "t_escape": f"first t = k·lr with loss ≤ {1 - ESCAPE_FRACTION:g}·loss(0)",
             "initial_stage": "first step with max_{i,k} |w_k·x̃_i| ≥ "
-            f"{INITIAL_STAGE_PREACTIVATION}",
+            f"{INITIAL_STAGE_PREACTIVATION} or loss ≤ {1 - INITIAL_STAGE_LOSS_DROP:g}·loss(0)",
             "grown": "norm ≥ 0.1·max norm and ≥ 2·initial norm",
             "alignment": "max over predicted first-layer directions of |cos|",
             "thresholds": "lines: 1 − |cos|; orientations: 1 − cos (average linkage)",
@@ -111,7 +114,10 @@ def compare(
 
 
 def _initial_stage_step(run) -> int:
-    over = np.flatnonzero(run.max_preactivation >= INITIAL_STAGE_PREACTIVATION)
+    ended = (run.max_preactivation >= INITIAL_STAGE_PREACTIVATION) | (
+        run.loss <= (1 - INITIAL_STAGE_LOSS_DROP) * run.loss[0]
+    )
+    over = np.flatnonzero(ended)
     return int(over[0]) if over.size else len(run.t) - 1
 
 
