@@ -221,20 +221,87 @@ def _print_comparison(r: dict) -> None:
 
 @app.command()
 @guarded
-def reproduce(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path("report"),
+def verify(
+    cards: Annotated[list[str] | None, typer.Argument(help="Card ids (default: all).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="The quick settings.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Reproduce the seed papers' claims: a Markdown report with figures in OUT."""
+    """Run theorem cards and print claim, source, measured, expected, PASS/FAIL (exit 1 on FAIL)."""
+    from .cards import load_cards, run_card, select
+
+    chosen = select(load_cards(), cards)
+    results = []
+    for card in chosen:
+        if not json_out:
+            print(f"running {card.id} …", file=sys.stderr)
+        results.append(run_card(card, quick=quick))
+    payload = {
+        "cards": [r.as_dict() for r in results],
+        "passed": sum(r.passed for r in results),
+        "failed": sum(not r.passed for r in results),
+        "quick": quick,
+    }
+    _emit(payload, json_out, _print_cards)
+    if payload["failed"]:
+        raise typer.Exit(1)
+
+
+def _print_cards(payload: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="effdyn verify", show_lines=True)
+    for col in ("card", "claim", "source", "measured", "expected", ""):
+        table.add_column(col, overflow="fold")
+    for c in payload["cards"]:
+        verdict = "[green]PASS[/green]" if c["passed"] else "[red]FAIL[/red]"
+        table.add_row(
+            c["id"],
+            c["claim"],
+            f"seed {c['seed']}",
+            str(c["measured"]),
+            f"{c['expected']} ± {c['tolerance']}",
+            verdict,
+        )
+    Console().print(table)
+    for c in payload["cards"]:
+        print(f"{c['id']}: {c['summary']}")
+    print(f"{payload['passed']} passed, {payload['failed']} failed")
+
+
+@app.command()
+@guarded
+def reproduce(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path("report"),
+    quick: Annotated[bool, typer.Option("--quick", help="The quick settings.")] = False,
+    cards: Annotated[
+        list[str] | None, typer.Option("--card", help="Only these cards (repeatable).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Reproduce the seed papers' claims: every card and the comparisons, as OUT/report.md."""
+    from .cards import load_cards, select
     from .report import reproduce as run_reproduce
 
-    result = run_reproduce(out, quick=quick)
+    if cards:
+        select(load_cards(), cards)  # unknown names are bad input: exit 2 before any work
+    result = run_reproduce(out, quick=quick, cards=cards)
+    payload = {
+        "report": str(out / "report.md"),
+        "seconds": result["seconds"],
+        "passed": result["passed"],
+        "failed": result["failed"],
+    }
     _emit(
-        {"report": str(out / "report.md"), "seconds": result["seconds"]},
+        payload,
         json_out,
-        lambda r: print(f"report written to {r['report']} ({r['seconds']} s)"),
+        lambda r: print(
+            f"report written to {r['report']} ({r['seconds']} s): "
+            f"{r['passed']} cards passed, {r['failed']} failed"
+        ),
     )
+    if result["failed"]:
+        raise typer.Exit(1)
 
 
 def _print_derivation(s: dict, latex: bool) -> None:

@@ -1,17 +1,21 @@
-"""``effdyn reproduce``: the main job, writing a Markdown report with its figures.
+"""``effdyn reproduce``: the main job — every theorem card and the comparison figures, as one
+Markdown report (``DIR/report.md``) with its figures and a JSON summary (``DIR/result.json``).
 
-Now: the derivation for every activation of THEORY.md §2 and for every example problem
-(Zhou et al. 2022; Chen & Luo 2024), with a figure of each activation against its leading
-part. Theorem cards (``theory/``) join the report as they are written.
+Sections: (1) the multiplicity of each activation of THEORY.md §2 and the derived dynamics of
+the example problems; (2) every card of ``theory/``: claim, source seed, check, measured
+against expected, PASS/FAIL, figures; (3) prediction against training for the paper settings
+(``effdyn compare`` on example problems), each figure with a one-line caption.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 from .api import derive_problem
+from .cards import CardResult, load_cards, run_card
 from .problem import load_problem
 from .symbolic.activation import analyze_activation
 from .symbolic.derivation import derivation_summary, derive
@@ -32,9 +36,36 @@ TABLE_ACTIVATIONS = [
 ]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+# (example file, what it shows); quick mode runs the first two.
+COMPARISONS = [
+    ("fig5_xtanh_small.toml", "Zhou 2022 Fig. 5 data, x·tanh x (p = 2), ε = 1e-3, GD"),
+    ("fig2_tanh_small.toml", "Zhou 2022 Fig. 2 data, tanh (p = 1), ε = 1e-6, GD"),
+    ("fig2_tanh.toml", "Zhou 2022 Fig. 2 as in the paper: tanh, Adam, ε = 0.005, 100 steps"),
+    ("fig2_xtanh.toml", "Zhou 2022 Fig. 2 as in the paper: x·tanh x, Adam, ε = 0.005"),
+    ("fig2_x2tanh.toml", "Zhou 2022 Fig. 2 as in the paper: x²·tanh x, Adam, ε = 0.005"),
+]
+QUICK_COMPARISONS = 3
 
-def reproduce(out: str | Path, quick: bool = True) -> dict:
-    """Write ``out/report.md``, its figures and ``out/result.json``; return the summary."""
+CAPTIONS = {
+    "loss.png": "training loss against t = k·lr with the measured escape (10% drop), the "
+    "predicted t_escape and T* marked",
+    "alignment.png": "per grown neuron at the initial stage: 1 − max |cos| with the predicted "
+    "directions (dashed: |cos| = 0.99)",
+    "angle_norm.png": "neurons as (angle of (w, b), norm) at the initial stage, predicted "
+    "critical orientations as dotted lines",
+    "cosine_initial.png": "cosine similarity of grown neurons at the initial stage (ordered "
+    "by cluster)",
+    "cosine_final.png": "cosine similarity of grown neurons at the end of training",
+}
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = None) -> dict:
+    """Write the report; return the summary (also in ``out/result.json``)."""
+    from .compare import compare
     from .plotting import leading_parts_figure
 
     start = time.perf_counter()
@@ -42,51 +73,148 @@ def reproduce(out: str | Path, quick: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     acts = [analyze_activation(a) for a in TABLE_ACTIVATIONS]
     leading_parts_figure(acts, str(out / "activations.png"))
+    rows = [_activation_row(act) for act in acts]
+    problems = [
+        {"problem": path.name, **derivation_summary(derive_problem(load_problem(path)))}
+        for path in sorted(EXAMPLES.glob("*.toml"))
+    ]
 
-    rows = []
-    for act in acts:
-        q2, q3 = derive([act], 2).degree, derive([act, act], 3).degree
-        rows.append(
-            {
-                "activation": act.source,
-                "sigma0": str(act.sigma0),
-                "p": act.multiplicity,
-                "c_p": None if act.coefficient is None else str(act.coefficient),
-                "q_depth2": q2,
-                "q_depth3": q3,
-            }
-        )
-    problems = []
-    for path in sorted(EXAMPLES.glob("*.toml")) if EXAMPLES.is_dir() else []:
-        summary = derivation_summary(derive_problem(load_problem(path)))
-        problems.append({"problem": path.name, **summary})
-    result = {
+    results: list[CardResult] = []
+    all_cards = load_cards()
+    chosen = [all_cards[c] for c in cards] if cards else list(all_cards.values())
+    for i, card in enumerate(chosen, start=1):
+        _log(f"[{i}/{len(chosen)}] card {card.id} …")
+        results.append(run_card(card, quick=quick, out_dir=out / "cards" / card.id))
+        _log(f"    {'PASS' if results[-1].passed else 'FAIL'} in {results[-1].seconds:.0f} s")
+
+    comparisons = []
+    for name, what in COMPARISONS[:QUICK_COMPARISONS] if quick else COMPARISONS:
+        _log(f"compare {name} …")
+        folder = out / "compare" / Path(name).stem
+        r = compare(load_problem(EXAMPLES / name), folder)
+        comparisons.append({"problem": name, "what": what, "folder": folder, "result": r})
+
+    summary = {
         "quick": quick,
+        "cards": [r.as_dict() for r in results],
+        "passed": sum(r.passed for r in results),
+        "failed": sum(not r.passed for r in results),
+        "comparisons": [
+            {
+                "problem": c["problem"],
+                "ratios": c["result"]["ratios"],
+                "paper_claim": c["result"]["paper_claim"],
+                "final_counts": c["result"]["measured"]["final"]["counts"],
+            }
+            for c in comparisons
+        ],
         "activations": rows,
-        "problems": problems,
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(time.perf_counter() - start, 1),
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    (out / "report.md").write_text(_markdown(rows, problems))
-    return result
+    (out / "result.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "report.md").write_text(_markdown(rows, problems, results, comparisons, out, quick))
+    return summary
 
 
-def _markdown(rows: list[dict], problems: list[dict]) -> str:
+def _activation_row(act) -> dict:
+    return {
+        "activation": act.source,
+        "sigma0": str(act.sigma0),
+        "p": act.multiplicity,
+        "c_p": None if act.coefficient is None else str(act.coefficient),
+        "q_depth2": derive([act], 2).degree,
+        "q_depth3": derive([act, act], 3).degree,
+    }
+
+
+def _rel(path: str | Path, out: Path) -> str:
+    return Path(path).resolve().relative_to(out.resolve()).as_posix()
+
+
+def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> str:
+    n_pass = sum(r.passed for r in results)
     lines = [
         "# effdyn report",
         "",
-        "Leading-order effective dynamics at small initialization (THEORY.md §2–3).",
+        f"Settings: {'quick' if quick else 'full'}. Theorem cards: **{n_pass} of "
+        f"{len(results)} PASS**.",
         "",
+        "## Theorem cards",
+        "",
+        "| card | claim | source | measured | expected | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        verdict = "PASS" if r.passed else "**FAIL**"
+        lines.append(
+            f"| {r.card.id} | {r.card.claim} | seed {r.card.seed} | "
+            f"{r.outcome.measured} | {r.card.expected} ± {r.card.tolerance} | "
+            f"{verdict} |"
+        )
+    lines.append("")
+    for r in results:
+        c = r.card
+        lines += [
+            f"### {c.id} — {'PASS' if r.passed else 'FAIL'}",
+            "",
+            f"**Claim.** {c.claim}",
+            "",
+            f"**Maths.** {c.maths}",
+            "",
+            f"**Source.** {c.source}.",
+            "",
+            f"**Check.** {c.check} Tolerance: {c.tolerance} — {c.why}.",
+            "",
+            f"**Measured.** {r.outcome.summary if r.error is None else r.error} "
+            f"({r.seconds:.0f} s)",
+            "",
+        ]
+        for path, caption in r.outcome.figures:
+            lines += [f"![{c.id}]({_rel(path, out)})", "", f"*{caption}*", ""]
+    lines += ["## Prediction against training (Zhou et al. 2022, seed 002)", ""]
+    for comp in comparisons:
+        r = comp["result"]
+        ratios = ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+            for k, v in r["ratios"].items()
+            if v is not None
+        )
+        counts = "; ".join(
+            f"{c['lines']} line(s) / {c['orientations']} orientation(s) at "
+            f"threshold {c['threshold']:g}"
+            for c in r["measured"]["final"]["counts"]
+        )
+        lines += [
+            f"### {comp['what']} (`examples/{comp['problem']}`)",
+            "",
+            f"Setting: {r['setting']}.",
+            "",
+        ]
+        if ratios:
+            lines += [f"Ratios: {ratios}.", ""]
+        if counts:
+            lines += [f"Measured at the end of training: {counts}.", ""]
+        if r.get("paper_claim"):
+            lines += [
+                f"The paper reports {r['paper_claim']['lines']} line(s) "
+                f"({r['paper_claim']['source']}); the counts above are what effdyn "
+                "measures, whatever they are.",
+                "",
+            ]
+        for fig in r.get("figures", []):
+            caption = f"{CAPTIONS.get(fig, fig)} — {r['setting']}"
+            lines += [f"![{fig}]({_rel(comp['folder'] / fig, out)})", "", f"*{caption}*", ""]
+    lines += [
         "## Multiplicity of each activation (Zhou et al. 2022, seed 002)",
         "",
         "| activation | σ(0) | p | c_p | q, depth 2 | q, depth 3 |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        p = "— (non-smooth)" if r["p"] is None else r["p"]
+    for row in rows:
+        p = "— (non-smooth)" if row["p"] is None else row["p"]
         lines.append(
-            f"| {r['activation']} | {r['sigma0']} | {p} | {r['c_p'] or '—'} "
-            f"| {r['q_depth2']} | {r['q_depth3']} |"
+            f"| {row['activation']} | {row['sigma0']} | {p} | {row['c_p'] or '—'} "
+            f"| {row['q_depth2']} | {row['q_depth3']} |"
         )
     lines += [
         "",
@@ -95,7 +223,7 @@ def _markdown(rows: list[dict], problems: list[dict]) -> str:
         "*Each activation (blue) against its leading part c_p s^p at 0 (red, dashed): they "
         "touch to order p — the multiplicity that sets the degree of the effective dynamics.*",
         "",
-        "## Example problems (Zhou et al. 2022 seed 002; Chen & Luo 2024 seed 000)",
+        "## Derived effective dynamics of the example problems",
         "",
     ]
     for s in problems:

@@ -22,12 +22,14 @@ from effdyn.problem import load_problem, problem_from_dict
 
 
 def _fc(dataset, activation, depth, width, eps, lr, steps, optimizer="gd"):
-    return problem_from_dict({
-        "model": {"depth": depth, "width": width, "activation": activation},
-        "data": {"dataset": dataset},
-        "init": {"scale": eps, "seed": 0},
-        "train": {"optimizer": optimizer, "lr": lr, "steps": steps},
-    })
+    return problem_from_dict(
+        {
+            "model": {"depth": depth, "width": width, "activation": activation},
+            "data": {"dataset": dataset},
+            "init": {"scale": eps, "seed": 0},
+            "train": {"optimizer": optimizer, "lr": lr, "steps": steps},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,5 +121,4 @@ def test_same_problem_gives_identical_result_json(tmp_path):
     r = json.loads(a)
     assert set(r) >= {"predicted", "measured", "ratios"}
     assert {f for f in r["figures"]} >= {"loss.png", "cosine_final.png"}
-    assert all(math.isfinite(v) for v in r["measured"]["training"].values()
-               if isinstance(v, float))
+    assert all(math.isfinite(v) for v in r["measured"]["training"].values() if isinstance(v, float))

@@ -256,3 +256,33 @@ def threshold_blowup_time(
         throw=False,
     )
     return jnp.where(sol.event_mask, sol.ts[-1], jnp.nan)
+
+
+@eqx.filter_jit
+def trajectory(
+    model: EffectiveModel,
+    theta0: jax.Array,
+    ts: jax.Array,
+    rtol: float = 1e-10,
+    atol: float = 1e-13,
+    max_steps: int = 100_000,
+) -> jax.Array:
+    """``θ(t)`` of the effective flow at the times ``ts`` (increasing, before ``T*``).
+
+    Rows of the result are the flat states at ``ts``; rows after a failure are NaN. Use it to
+    put the effective trajectory next to gradient descent at ``t = k·lr``.
+    """
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_original_field),
+        diffrax.Dopri8(),
+        t0=0.0,
+        t1=ts[-1],
+        dt0=None,
+        y0=theta0,
+        args=(model, None),
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+    return sol.ys
