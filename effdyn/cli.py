@@ -251,8 +251,10 @@ def _print_cards(payload: dict) -> None:
     from rich.table import Table
 
     table = Table(title="effdyn verify", show_lines=True)
-    for col in ("card", "claim", "source", "measured", "expected", ""):
-        table.add_column(col, overflow="fold")
+    table.add_column("card", no_wrap=True)
+    table.add_column("claim", ratio=4, overflow="fold")
+    for col in ("source", "measured", "expected", ""):
+        table.add_column(col, no_wrap=True)
     for c in payload["cards"]:
         verdict = "[green]PASS[/green]" if c["passed"] else "[red]FAIL[/red]"
         table.add_row(
