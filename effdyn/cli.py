@@ -219,6 +219,39 @@ def _print_comparison(r: dict) -> None:
         )
 
 
+@app.command("phase-diagram")
+@guarded
+def phase_diagram_command(
+    sweep: Annotated[Path, typer.Argument(help="Sweep file: a problem file with [sweep].")],
+    out: Annotated[Path, typer.Option("--out", help="Result store (zarr folder).")] = Path(
+        "phase.zarr"
+    ),
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (default) or dask (a LocalCluster).")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler.")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sweep initialization scales and draw the phase diagram; resumable (finished points kept)."""
+    if executor not in ("local", "dask"):
+        raise EffdynError(f"--executor must be 'local' or 'dask', got {executor!r}")
+    from .sweeps.run import phase_diagram
+
+    result = phase_diagram(
+        sweep, out, executor=executor, scheduler=scheduler, progress=not json_out
+    )
+    _emit(result, json_out, _print_phase)
+
+
+def _print_phase(r: dict) -> None:
+    from .sweeps.run import summary_lines
+
+    for line in summary_lines(r):
+        print(line)
+
+
 @app.command()
 @guarded
 def verify(

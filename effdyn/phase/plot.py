@@ -1,0 +1,107 @@
+"""The phase diagram figure: measured slopes over the plane, the paper's boundaries, named inits.
+
+Each group (from :func:`effdyn.phase.slopes`) is one marker at its coordinates, coloured by
+its slope ``S`` with a diverging colormap centred at 0 (blue: linear, ``S < 0``; red:
+condensed, ``S > 0``), its value written next to it. Two-layer: one panel, ``γ'`` across and
+``γ`` up, the boundaries of Luo et al. 2021 (``γ = 1`` for ``γ' ≤ 0``, ``γ' = γ − 1`` for
+``γ' > 0``) drawn, the named initializations marked. Three-layer: one panel per layer over the
+plane of the two exponents that vary (:func:`effdyn.phase.three_layer.plane_name`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..plotting import _pyplot, _title, save_figure
+from .three_layer import plane_name
+from .two_layer import NAMED_INITS
+
+_LABELS = {
+    "gamma": "γ",
+    "gamma_prime": "γ'",
+    "gamma_1": "γ₁",
+    "gamma_2": "γ₂",
+    "gamma_3": "γ₃",
+    "gamma_out": "γ_out",
+}
+
+
+def plot_phase_diagram(groups: list[dict], kind: str, path, title: str) -> str:
+    """Draw the measured phase diagram of ``groups`` and save it as a PNG at ``path``.
+
+    Args:
+        groups: the output of :func:`effdyn.phase.slopes` for ``kind``.
+        kind: ``"two_layer"`` or ``"three_layer"``.
+        path: where to write the PNG (parent folders are created).
+        title: the setting (data, activation, widths, seeds…), shown under the figure's title.
+
+    Returns:
+        The path written.
+    """
+    if kind not in ("two_layer", "three_layer"):
+        raise ValueError(f"kind must be two_layer or three_layer, got {kind!r}")
+    plt = _pyplot()
+    if kind == "two_layer":
+        fig, ax = plt.subplots(figsize=(6.0, 5.0))
+        _panel(ax, groups, "W1", "gamma_prime", "gamma", "slope S of RD(W1)")
+        _two_layer_boundaries(ax, groups)
+        ax.set_title(_title("two-layer phase diagram (Luo et al. 2021)", title), fontsize=9)
+        return save_figure(fig, path)
+    layers = [k for k in ("W1", "W2", "W3") if any(k in g.get("slopes", {}) for g in groups)]
+    layers = layers or ["W1", "W2"]
+    x_key, y_key, fixed = plane_name(groups)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.8 * len(layers), 4.4), squeeze=False)
+    for ax, layer in zip(axes.flat, layers, strict=True):
+        _panel(ax, groups, layer, x_key, y_key, f"slope S of RD({layer})")
+        ax.set_title(f"layer {layer}", fontsize=9)
+    others = ", ".join(f"{_LABELS[k]} = {v:g}" for k, v in fixed.items())
+    plane = f"plane ({_LABELS[x_key]}, {_LABELS[y_key]}) at {others}"
+    fig.suptitle(_title(f"three-layer phase diagram, {plane}", title), fontsize=9)
+    return save_figure(fig, path)
+
+
+def _panel(ax, groups, layer, x_key, y_key, label) -> None:
+    import matplotlib.colors as mcolors
+
+    xs = np.array([float(g.get(x_key, math.nan)) for g in groups])
+    ys = np.array([float(g.get(y_key, math.nan)) for g in groups])
+    ss = np.array([float(g.get("slopes", {}).get(layer, math.nan)) for g in groups])
+    finite = np.isfinite(ss)
+    span = float(np.max(np.abs(ss[finite]))) if finite.any() else 1.0
+    norm = mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-max(span, 1e-3), vmax=max(span, 1e-3))
+    sc = ax.scatter(
+        xs[finite], ys[finite], c=ss[finite], cmap="RdBu_r", norm=norm, s=90, edgecolors="k"
+    )
+    if (~finite).any():
+        ax.scatter(xs[~finite], ys[~finite], marker="x", color="0.4", label="no slope")
+    for x, y, s in zip(xs[finite], ys[finite], ss[finite], strict=True):
+        ax.annotate(f"{s:+.2f}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=7)
+    ax.figure.colorbar(sc, ax=ax, label=label)
+    ax.set_xlabel(_LABELS.get(x_key, x_key))
+    ax.set_ylabel(_LABELS.get(y_key, y_key))
+    if (~finite).any():
+        ax.legend(fontsize=7, loc="lower right")
+
+
+def _two_layer_boundaries(ax, groups) -> None:
+    gps = [float(g.get("gamma_prime", 0.0)) for g in groups] + [v[1] for v in NAMED_INITS.values()]
+    gs = [float(g.get("gamma", 1.0)) for g in groups] + [v[0] for v in NAMED_INITS.values()]
+    lo, hi = min(gps + [-0.5]) - 0.25, max(gps + [1.0]) + 0.25
+    ax.plot([lo, 0.0], [1.0, 1.0], color="k", lw=1.5, label="critical (theory)")
+    ax.plot([0.0, hi], [1.0, hi + 1.0], color="k", lw=1.5)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(gs + [0.0]) - 0.25, max(gs + [2.0]) + 0.25)
+    ax.text(lo + 0.05, 0.5 * (min(gs + [0.0]) + 1.0), "linear", fontsize=8, color="0.3")
+    ax.text(lo + 0.05, 1.15, "condensed", fontsize=8, color="0.3")
+    # Named initializations; Xavier coincides with mean-field.
+    names: dict[tuple[float, float], list[str]] = {}
+    for name, (g, gp) in NAMED_INITS.items():
+        names.setdefault((gp, g), []).append(name)
+    for (gp, g), labels in names.items():
+        ax.plot(gp, g, marker="*", color="gold", markeredgecolor="k", ms=13, ls="none")
+        ax.annotate(
+            " / ".join(labels), (gp, g), textcoords="offset points", xytext=(6, -12), fontsize=7
+        )
+    ax.legend(fontsize=7, loc="upper left")
