@@ -77,6 +77,7 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
     problems = [
         {"problem": path.name, **derivation_summary(derive_problem(load_problem(path)))}
         for path in sorted(EXAMPLES.glob("*.toml"))
+        if "[sweep]" not in path.read_text()  # sweep files are phase diagrams
     ]
 
     results: list[CardResult] = []
