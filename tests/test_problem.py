@@ -156,7 +156,12 @@ def test_examples_load():
     files = sorted(EXAMPLES.glob("*.toml"))
     assert {f.name for f in files} >= {"fig2_tanh.toml", "fig5_xtanh.toml", "depth3_mixed.toml"}
     for f in files:
-        load_problem(f)
+        if "[sweep]" in f.read_text():  # sweep files: a problem plus [sweep], width per point
+            from effdyn.sweeps.spec import load_sweep
+
+            load_sweep(f)
+        else:
+            load_problem(f)
     fig2 = load_problem(EXAMPLES / "fig2_tanh.toml")
     assert fig2.layer_shapes() == [(50, 6), (1, 50)] and fig2.train.optimizer == "adam"
     fig5 = load_problem(EXAMPLES / "fig5_xtanh.toml")
