@@ -113,12 +113,28 @@ def compare(
     return result
 
 
-def _initial_stage_step(run) -> int:
+def _stage_end(run) -> int | None:
+    """First step at which the initial stage has ended (see module doc), or None."""
     ended = (run.max_preactivation >= INITIAL_STAGE_PREACTIVATION) | (
         run.loss <= (1 - INITIAL_STAGE_LOSS_DROP) * run.loss[0]
     )
     over = np.flatnonzero(ended)
-    return int(over[0]) if over.size else len(run.t) - 1
+    return int(over[0]) if over.size else None
+
+
+def _initial_stage_step(run) -> int:
+    end = _stage_end(run)
+    return len(run.t) - 1 if end is None else end
+
+
+def initial_stage(problem: Problem, steps: int):
+    """``(W1, step)`` at the end of the initial stage, training at most ``steps`` steps;
+    ``(None, None)`` if the stage has not ended by then. The rule ``compare`` uses."""
+    run = train(problem, steps=steps, n_snapshots=2, stop_below=1 - INITIAL_STAGE_LOSS_DROP)
+    end = _stage_end(run)
+    if end is None:
+        return None, None
+    return _params_at(problem, run, end)[0], end
 
 
 def _params_at(problem: Problem, run, step: int):

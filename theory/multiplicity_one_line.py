@@ -8,14 +8,13 @@ from effdyn.analysis.condensation import alignment_summary, grown_mask
 from effdyn.analysis.orientations import cluster_orientations, unit_rows
 from effdyn.api import derive_problem
 from effdyn.cards import Card, Outcome
-from effdyn.compare import INITIAL_STAGE_LOSS_DROP, INITIAL_STAGE_PREACTIVATION
+from effdyn.compare import initial_stage
 from effdyn.dynamics.blowup import SolverOptions
 from effdyn.dynamics.ensemble import solve_ensemble
 from effdyn.dynamics.model import effective_model
 from effdyn.dynamics.predict import predict
 from effdyn.dynamics.results import Result
 from effdyn.problem import initial_params, problem_from_dict
-from effdyn.training import train
 
 
 def _synthetic_d3(n=60, seed=0):
@@ -41,20 +40,6 @@ def _problem(activation, data, settings):
             "train": {"optimizer": "gd", "lr": settings["lr"], "steps": 1},
         }
     )
-
-
-def _initial_stage(problem, steps):
-    """First-layer weights at the end of the initial stage (the rule of effdyn.compare)."""
-    drop = 1 - INITIAL_STAGE_LOSS_DROP
-    run = train(problem, steps=steps, n_snapshots=2, stop_below=drop)
-    ended = (run.max_preactivation >= INITIAL_STAGE_PREACTIVATION) | (
-        run.loss <= drop * run.loss[0]
-    )
-    if not ended.any():
-        return None, None
-    k = int(np.argmax(ended))
-    w = initial_params(problem)[0] if k == 0 else train(problem, steps=k, n_snapshots=2).params[0]
-    return w, k
 
 
 def _case(activation, data, s, rng):
@@ -84,7 +69,7 @@ def _case(activation, data, s, rng):
     # (b) gradient descent from the problem's small initialization, to the initial stage.
     rate = pred["growth_rate"]
     steps = math.ceil(2 * math.log(1 / s["eps"][data]) / (rate * s["lr"]))
-    w_stage, stage = _initial_stage(problem, steps)
+    w_stage, stage = initial_stage(problem, steps)
     row = {
         "activation": activation,
         "data": data,
