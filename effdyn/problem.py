@@ -263,10 +263,15 @@ def load_problem(path: str | Path) -> Problem:
     a TOML syntax error, or any invalid setting.
     """
     path = Path(path)
+    return problem_from_dict(read_toml(path), source=str(path), base_dir=path.parent)
+
+
+def read_toml(path: str | Path) -> dict:
+    """The parsed tables of a TOML file; every failure is a one-line :class:`ProblemError`."""
     source = str(path)
     try:
-        with path.open("rb") as handle:
-            table = tomllib.load(handle)
+        with Path(path).open("rb") as handle:
+            return tomllib.load(handle)
     except FileNotFoundError:
         raise _error(source, None, "file not found") from None
     except OSError as err:
@@ -275,7 +280,6 @@ def load_problem(path: str | Path) -> Problem:
         raise _error(source, None, f"invalid TOML: {err}") from None
     except UnicodeDecodeError:
         raise _error(source, None, "invalid TOML: not UTF-8 text") from None
-    return problem_from_dict(table, source=source, base_dir=path.parent)
 
 
 def problem_from_dict(

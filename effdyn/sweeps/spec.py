@@ -44,7 +44,6 @@ import itertools
 import json
 import math
 import numbers
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,23 +303,11 @@ def load_sweep(path: str | Path):
     :func:`train_options`: ``None`` when neither ``[train]`` nor the ``[sweep]`` options are
     given (the science module's defaults then apply).
     """
-    from effdyn.problem import problem_from_dict
+    from effdyn.problem import problem_from_dict, read_toml
 
     path = Path(path)
     source = str(path)
-    try:
-        with path.open("rb") as handle:
-            table = tomllib.load(handle)
-    except FileNotFoundError:
-        raise EffdynError(f"{source}: file not found") from None
-    except IsADirectoryError:
-        raise EffdynError(f"{source}: is a folder, not a sweep file") from None
-    except OSError as err:
-        raise EffdynError(f"{source}: cannot be read ({err.strerror})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise EffdynError(_one_line(f"{source}: invalid TOML: {err}")) from None
-    except UnicodeDecodeError:
-        raise EffdynError(f"{source}: invalid TOML: not UTF-8 text") from None
+    table = read_toml(path)
 
     spec = sweep_from_table(table.get("sweep"), source=source)
     model = table.get("model")
