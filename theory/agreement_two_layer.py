@@ -1,17 +1,10 @@
 """Card: the two-layer effective dynamics agree with real gradient descent as ε → 0."""
 
-import math
-
-import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 
-from effdyn.api import derive_problem
+from effdyn.analysis.agreement import gd_vs_effective
 from effdyn.cards import Card, Outcome, within
-from effdyn.dynamics.blowup import solve_blowup, trajectory
-from effdyn.dynamics.model import effective_model, flatten
-from effdyn.problem import initial_params, problem_from_dict
-from effdyn.training import train
+from effdyn.problem import problem_from_dict
 
 ORDER_TAYLOR = 2.0
 """Predicted order of the lr → 0 error: the Taylor remainder of x·tanh x = x² − x⁴/3 + …
@@ -20,11 +13,6 @@ ORDER_DISCRETE = 1.0
 """Predicted order of the gradient-descent (Euler) error at fixed lr: O(lr/T*) = O(lr·ε)."""
 ORDER_SLACK = (0.3, 0.15)
 """Allowed |fitted − predicted| for the two orders (Taylor part, discretization part)."""
-
-try:  # predict's own jitted solver: one compilation serves predict and every card
-    from effdyn.dynamics.predict import _solve_one as _solve
-except ImportError:  # pragma: no cover - a renamed private helper costs one compile, no more
-    _solve = eqx.filter_jit(solve_blowup)
 
 
 def _problem(settings, eps):
@@ -38,48 +26,6 @@ def _problem(settings, eps):
     )
 
 
-def euler_estimate(lr, t, t_star):
-    """First-order GD error of the blow-up mode r' = a r² at time t (derived from the modified
-    equation r' = a r² − lr a² r³): δr/r ≈ (lr/T*) · log(1/(1 − τ)) / (1 − τ), τ = t/T*."""
-    tau = t / t_star
-    return lr / t_star * math.log(1.0 / (1.0 - tau)) / (1.0 - tau)
-
-
-def distances(problem, lr, fractions):
-    """Relative distances |θ_GD − θ_eff| / |θ_eff| at t = k·lr ≈ τ·T* for each τ.
-
-    GD is run at lr (k steps) and at lr/2 (2k steps): ``plain`` is the distance of GD at lr;
-    ``lr0`` that of the Richardson extrapolation 2θ(lr/2) − θ(lr) (GD's O(lr) error removed:
-    what is left is the O(ε²) Taylor part, plus O(lr²/T*²)); ``discrete`` = |θ(lr) − θ_lr0|
-    is GD's own O(lr) error.
-    """
-    params0 = initial_params(problem)
-    model = effective_model(derive_problem(problem), problem.inputs(), problem.data.y, params0)
-    theta0 = flatten(params0)
-    t_star = float(_solve(model, theta0).t_star)
-    steps = [round(f * t_star / lr) for f in fractions]
-    eff = np.asarray(trajectory(model, theta0, jnp.asarray([s * lr for s in steps])))
-    rows = []
-    for k, theta_eff in zip(steps, eff, strict=True):
-        full = np.asarray(flatten(train(problem, steps=k, lr=lr, n_snapshots=2).params))
-        half = np.asarray(flatten(train(problem, steps=2 * k, lr=lr / 2, n_snapshots=2).params))
-        lr0 = 2 * half - full
-        norm = float(np.linalg.norm(theta_eff))
-        rows.append(
-            {
-                "t": k * lr,
-                "t_over_t_star": k * lr / t_star,
-                "steps": k,
-                "plain": float(np.linalg.norm(full - theta_eff)) / norm,
-                "lr0": float(np.linalg.norm(lr0 - theta_eff)) / norm,
-                "discrete": float(np.linalg.norm(full - lr0)) / norm,
-                "euler_estimate": euler_estimate(lr, k * lr, t_star),
-                "growth": norm / float(np.linalg.norm(theta0)),
-            }
-        )
-    return t_star, rows
-
-
 def fitted_order(eps, values):
     return float(np.polyfit(np.log(eps), np.log(values), 1)[0])
 
@@ -89,7 +35,7 @@ def run(card, settings, out_dir):
     lr, fractions = settings["lr"], settings["fractions"]
     cases, t_stars = [], []
     for eps in eps_list:
-        t_star, rows = distances(_problem(settings, eps), lr, fractions)
+        t_star, rows = gd_vs_effective(_problem(settings, eps), lr, fractions)
         t_stars.append(t_star)
         cases += [
             {"eps": eps, "t_star": t_star, "fraction": f, **r}
