@@ -8,10 +8,15 @@ from .symbolic.derivation import Derivation, derive
 
 
 def derive_problem(problem: Problem) -> Derivation:
-    """Derive the leading-order dynamics of the network a problem file describes."""
+    """Derive the leading-order dynamics of the network a problem file describes (a
+    :class:`~effdyn.symbolic.cnn.CNNDerivation` for ``kind = "cnn"``)."""
+    if problem.model.kind == "cnn":
+        from .symbolic.cnn import derive_cnn
+
+        return derive_cnn(problem.model.activations[0])
     if problem.model.kind != "fc":
         raise EffdynError(
-            f'{problem.source}: derive handles kind = "fc" networks; '
-            f"kind = {problem.model.kind!r} is not supported yet"
+            f"{problem.source}: derive handles kind = 'fc' and 'cnn' networks, "
+            f"not {problem.model.kind!r}"
         )
     return derive(list(problem.model.activations), problem.model.depth)

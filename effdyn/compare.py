@@ -19,6 +19,12 @@ with the definitions of THEORY.md §5:
 - for two-layer networks, the first neuron to grow (largest growth ratio at the initial
   stage) against the predicted one (smallest per-neuron ``T*``).
 
+For a two-layer CNN (THEORY.md §3.3) ``measured["kernels"]`` holds every kernel's alignment
+with the predicted ``±u₁`` at the measured escape step (median/min ``|cos|``, the median
+misalignment ``sin∠(W_β, u₁)``, whether each kernel took its predicted orientation), and
+``ratios["misalignment_over_predicted"]`` compares it with ``predicted["misalignment"]``;
+``kernels.png`` draws the learned kernels beside ``u₁``.
+
 ``DIR/result.json`` holds ``predicted``, ``measured`` and ``ratios``; the figures are PNGs
 in ``DIR``. The JSON holds no timings, so the same problem gives the same file.
 """
@@ -91,6 +97,12 @@ def compare(
     if problem.model.depth == 2 and predicted.get("per_neuron", {}).get("first") is not None:
         growth = np.linalg.norm(stage_params[0], axis=1) / np.linalg.norm(w1_initial, axis=1)
         measured["first_neuron"] = int(np.argmax(growth))
+    escape_params = None
+    if problem.model.kind == "cnn":
+        escape_params, measured["kernels"] = _cnn_kernels(problem, run, predicted, t_esc)
+        measured["initial_stage"]["kernels"] = _kernel_alignment(
+            problem, stage_params[0], predicted, float(run.t[stage_step])
+        )
     result = {
         "problem": problem.source,
         "setting": _setting(problem),
@@ -107,8 +119,19 @@ def compare(
             "thresholds": "lines: 1 − |cos|; orientations: 1 − cos (average linkage)",
         },
     }
+    if problem.model.kind == "cnn":
+        result["definitions"]["kernels"] = (
+            "every kernel (row of W1, bias last) at the measured escape step (and at the "
+            "initial stage): |cos| with u1 and misalignment sin∠(W_β, ±u1), median over "
+            "kernels; misalignment_effective: the same on the exact linear effective "
+            "solution at the same t. Past the initial stage the residual −⟨f·∂f⟩ of the "
+            "loss (dropped by the effective dynamics) turns kernels away from u1 by an "
+            "ε-independent amount, so at small ε measure the rate at the initial stage"
+        )
     if figures:
         result["figures"] = _figures(problem, run, predicted, measured, stage_params, out)
+        if escape_params is not None:
+            result["figures"].append(_kernel_figure(problem, escape_params, predicted, out))
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False))
     return result
 
@@ -120,6 +143,13 @@ def _stage_end(run) -> int | None:
     )
     over = np.flatnonzero(ended)
     return int(over[0]) if over.size else None
+
+
+def initial_stage_end(run) -> int | None:
+    """The step of ``run`` at which the initial stage ended (the rule of the module doc:
+    pre-activation 0.3 or a 1% loss drop), or None — for callers that already hold a run
+    (:func:`initial_stage` trains one)."""
+    return _stage_end(run)
 
 
 def _initial_stage_step(run) -> int:
@@ -157,6 +187,44 @@ def _stage(w1, w1_initial, directions, thresholds) -> dict:
     }
 
 
+def _kernel_alignment(problem: Problem, w1, predicted: dict, t: float) -> dict:
+    """Every CNN kernel at time ``t`` against ``±u₁``: median/min ``|cos|``, the median
+    misalignment, and (p = 1) the median misalignment of the exact linear effective
+    solution at the same ``t`` (``misalignment_effective``: like with like)."""
+    from .dynamics.cnn import kernel_misalignment, linear_solution, patch_correlation
+
+    u1 = np.asarray(predicted["u1"])
+    sines = kernel_misalignment(w1, u1)
+    cos = np.sqrt(np.clip(1.0 - sines**2, 0.0, 1.0))
+    out = {
+        "median_abs_cos": float(np.median(cos)),
+        "min_abs_cos": float(np.min(cos)),
+        "misalignment": float(np.median(sines)),
+        "n": int(len(sines)),
+    }
+    if predicted.get("coefficient") is not None:
+        z = patch_correlation(problem.patches(), problem.data.y)
+        w1_t, _ = linear_solution(z, predicted["coefficient"], *initial_params(problem), t)
+        out["misalignment_effective"] = float(np.median(kernel_misalignment(w1_t, u1)))
+    return out
+
+
+def _cnn_kernels(problem: Problem, run, predicted: dict, t_esc) -> tuple:
+    """``(W1 and W2 at the measured escape step, the kernels' alignment there)`` — or the
+    end of training when the loss never dropped by 10% (``at`` says which)."""
+    if t_esc is None:
+        step, at = len(run.t) - 1, "end of training (no escape)"
+    else:
+        step, at = int(round(t_esc / run.lr)), "escape"
+    params = _params_at(problem, run, step)
+    kernels = {"at": at, "step": step, "t": float(run.t[step])}
+    kernels.update(_kernel_alignment(problem, params[0], predicted, float(run.t[step])))
+    if predicted.get("misalignment_exponent") is not None:
+        orientations = np.sign(params[0] @ np.asarray(predicted["u1"]))
+        kernels["orientations_match"] = float(np.mean(orientations == predicted["orientations"]))
+    return params, kernels
+
+
 def _finite(d):
     if d is None:
         return None
@@ -172,6 +240,9 @@ def _ratios(predicted: dict, measured: dict) -> dict:
         "escape_over_predicted_escape": _ratio(measured["t_escape"], predicted["t_escape"]),
         "escape_over_t_star": _ratio(measured["t_escape"], predicted["t_star"]),
     }
+    kernels = measured.get("kernels")
+    if kernels is not None and predicted.get("misalignment"):
+        ratios["misalignment_over_predicted"] = kernels["misalignment"] / predicted["misalignment"]
     if "first_neuron" in measured:
         ratios["first_neuron_matches"] = (
             measured["first_neuron"] == predicted["per_neuron"]["first"]
@@ -183,10 +254,32 @@ def _setting(problem: Problem) -> str:
     m = problem.model
     acts = ", ".join(dict.fromkeys(m.activations))
     eps = ", ".join(f"{s:g}" for s in dict.fromkeys(problem.init.scales))
+    if m.kind == "cnn":
+        stride = f", stride {m.stride}" if m.stride != 1 else ""
+        return (
+            f"{problem.data.name}, CNN {m.channels} kernels {m.kernel}×{m.kernel}{stride}, "
+            f"{acts}, ε = {eps}, {problem.train.optimizer} lr {problem.train.lr:g}"
+        )
     return (
         f"{problem.data.name}, depth {m.depth}, width {'/'.join(map(str, m.widths))}, "
         f"{acts}, ε = {eps}, {problem.train.optimizer} lr {problem.train.lr:g}"
     )
+
+
+def _kernel_figure(problem: Problem, params, predicted: dict, out: Path) -> str:
+    """The learned kernels at escape drawn as images beside the predicted ``u₁``."""
+    from . import plotting
+
+    kernels = predicted["model"]
+    channels_in = kernels["image_shape"][0]
+    k = problem.model.kernel
+    ax = plotting.plot_kernels(
+        params[0],
+        np.asarray(predicted["u1"]),
+        (channels_in, k, k),
+        title=f"kernels at escape · {_setting(problem)}",
+    )
+    return Path(plotting.save_figure(ax, out / "kernels.png")).name
 
 
 def _figures(problem, run, predicted, measured, stage_params, out: Path) -> list[str]:

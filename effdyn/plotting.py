@@ -281,6 +281,91 @@ def plot_direction_alignment(
     return ax
 
 
+def plot_kernels(
+    W1,
+    u1,
+    kernel_shape: tuple[int, int, int],
+    ax: Axes | None = None,
+    title: str = "",
+    *,
+    columns: int = 8,
+) -> Axes:
+    """Learned CNN kernels drawn as images beside the predicted direction ``u₁``
+    (THEORY.md §3.3).
+
+    Tile 0 (left, framed) is ``u₁``; the grid to its right holds every kernel ``W_β`` (row β of
+    ``W1``), in channel order. The bias entry (if any: the last column beyond
+    ``C_in·k·k``) is not drawn. A kernel is multiplied by ``sign(W_β·u₁)`` — ``+u₁`` and
+    ``−u₁`` are one line, so a condensed kernel then looks exactly like ``u₁`` — and each
+    tile is scaled to max ``|entry| = 1`` (shape, not size); the number under a tile is
+    ``|cos(W_β, u₁)|`` over the full vector (bias included). A kernel with several input
+    channels shows them side by side.
+
+    Args:
+        W1: ``(channels, C_in·k·k [+1])`` flattened kernels (``(C_in, kh, kw)`` row-major).
+        u1: ``(C_in·k·k [+1],)`` the predicted kernel direction.
+        kernel_shape: ``(C_in, kh, kw)``.
+        ax: Axes to draw on (a new figure if None).
+        title: the setting, appended to the title.
+        columns: kernels per row of the grid.
+    """
+    c_in, kh, kw = (int(v) for v in kernel_shape)
+    size = c_in * kh * kw
+    W1 = np.asarray(W1, dtype=float)
+    u1 = np.asarray(u1, dtype=float).reshape(-1)
+    if W1.ndim != 2 or W1.shape[1] not in (size, size + 1) or u1.shape[0] != W1.shape[1]:
+        raise ValueError(
+            f"W1 {W1.shape} and u1 {u1.shape} must have C_in·k·k = {size} columns (+1 with bias)"
+        )
+    norms = np.linalg.norm(W1, axis=1) * np.linalg.norm(u1)
+    dots = W1 @ u1
+    cos = np.abs(dots) / np.where(norms > 0, norms, 1.0)
+    signs = np.where(dots < 0, -1.0, 1.0)
+
+    def tile(vector):
+        planes = vector[:size].reshape(c_in, kh, kw)
+        top = np.max(np.abs(planes))
+        planes = planes / top if top > 0 else planes
+        gap = np.full((kh, 1), np.nan)
+        parts = [planes[0]]
+        for plane in planes[1:]:
+            parts += [gap, plane]
+        return np.concatenate(parts, axis=1)
+
+    th, tw = kh, c_in * kw + (c_in - 1)
+    n = len(W1)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
+    pad = 1  # blank pixels between tiles; room for the |cos| labels below each
+    cell_h, cell_w = th + pad + 1, tw + pad
+    left = tw + 2 * pad + 1  # u₁ column and a wider gap after it
+    canvas = np.full((rows * cell_h, left + cols * cell_w), np.nan)
+    canvas[:th, :tw] = tile(u1)
+    spots = []
+    for b in range(n):
+        r, c = divmod(b, cols)
+        y0, x0 = r * cell_h, left + c * cell_w
+        canvas[y0 : y0 + th, x0 : x0 + tw] = tile(signs[b] * W1[b])
+        spots.append((x0, y0))
+    ax = _new_axes(ax, (1.2 + 0.55 * (left + cols * cell_w) / 2, 1.0 + 0.55 * rows * cell_h / 2))
+    cmap = _pyplot().get_cmap("RdBu_r").with_extremes(bad="white")
+    im = ax.imshow(canvas, cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
+    ax.add_patch(_pyplot().Rectangle((-0.5, -0.5), tw, th, fill=False, lw=1.5, edgecolor="k"))
+    ax.text(tw / 2 - 0.5, th + 0.1, "u₁", ha="center", va="top", fontsize=8)
+    for b, (x0, y0) in enumerate(spots):
+        ax.text(
+            x0 + tw / 2 - 0.5, y0 + th - 0.4, f"{cos[b]:.3f}", ha="center", va="top", fontsize=5
+        )
+    ax.figure.colorbar(im, ax=ax, label="entry / max |entry|", fraction=0.03, pad=0.02)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    what = "predicted u₁ (framed) and learned kernels, sign-aligned; |cos| with u₁ below"
+    ax.set_title(_title(what, title), fontsize=9)
+    return ax
+
+
 def save_figure(ax_or_fig, path) -> str:
     """Save the figure holding ``ax_or_fig`` (an Axes, an array of Axes or a Figure) as a PNG
     at dpi 110, creating parent folders, and close it. Returns the path."""

@@ -476,17 +476,40 @@ def _path(sec: _Section, key: str, base_dir: str | Path) -> Path:
     return path
 
 
-def _float_array(sec: _Section, label: str, value: Any) -> np.ndarray:
-    """A fresh, read-only float64 copy of a rectangular array of numbers."""
+def _float_array(sec: _Section, label: str, value: Any, images: bool = False) -> np.ndarray:
+    """A fresh, read-only float64 copy of a rectangular array of numbers.
+
+    ``images``: ``value`` holds a CNN's images, so a ragged array is reported as images of
+    mixed sizes.
+    """
     try:
         array = np.asarray(value)
     except ValueError:
+        if images:
+            raise sec.error(_mixed_images(label, value)) from None
         raise sec.error(f"{label} must be a rectangular array of numbers (rows differ)") from None
     if array.dtype.kind not in "iuf":
         raise sec.error(f"{label} must be an array of numbers, got dtype {array.dtype}")
     array = np.array(array, dtype=np.float64)
     array.setflags(write=False)
     return array
+
+
+def _mixed_images(label: str, value: Any) -> str:
+    """The message for a ragged stack of images: which sizes it mixes."""
+    sizes = []
+    for item in value if isinstance(value, list | tuple) else []:
+        try:
+            shape = "x".join(str(n) for n in np.shape(item))
+        except ValueError:  # an image that is itself ragged
+            shape = "ragged"
+        if shape not in sizes:
+            sizes.append(shape)
+    found = f" ({', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''})" if sizes else ""
+    return (
+        f"{label} holds images of mixed sizes{found}: kind = 'cnn' needs every image of one "
+        "size, x of shape (n, H, W) or (n, C, H, W)"
+    )
 
 
 def _check_finite(sec: _Section, label: str, array: np.ndarray) -> None:
@@ -590,7 +613,7 @@ def _parse_activations(sec: _Section, depth: int) -> tuple[str, ...]:
 def _parse_data(sec: _Section, model: ModelSpec, base_dir: str | Path) -> DataSpec:
     sec.check_keys(DATA_KEYS)
     seed = sec.seed()
-    name, x, y = _read_data(sec, seed, base_dir)
+    name, x, y = _read_data(sec, seed, base_dir, images=model.kind == "cnn")
     _check_finite(sec, "x", x)
     _check_finite(sec, "y", y)
     x = _check_x(sec, model, x)
@@ -598,8 +621,13 @@ def _parse_data(sec: _Section, model: ModelSpec, base_dir: str | Path) -> DataSp
     return DataSpec(x, y, name, seed)
 
 
-def _read_data(sec: _Section, seed: int, base_dir: str | Path) -> tuple[str, Any, Any]:
-    """``(name, x, y)`` from the one source the section gives: dataset, path or inline."""
+def _read_data(
+    sec: _Section, seed: int, base_dir: str | Path, images: bool = False
+) -> tuple[str, Any, Any]:
+    """``(name, x, y)`` from the one source the section gives: dataset, path or inline.
+
+    ``images``: ``x`` holds a CNN's images (a ragged ``x`` is then reported as such).
+    """
     given = [key for key in _DATA_SOURCES if sec.has(key)]
     if len(given) > 1:
         raise sec.error(
@@ -623,8 +651,9 @@ def _read_data(sec: _Section, seed: int, base_dir: str | Path) -> tuple[str, Any
         for key in ("x", "y"):
             if key not in arrays:
                 raise sec.error(f"path {str(path)!r} has no array {key!r} (it needs x and y)")
-        return str(path), _float_array(sec, "x", arrays["x"]), _float_array(sec, "y", arrays["y"])
-    x = _float_array(sec, "x", sec.get("x", "an array"))
+        x = _float_array(sec, "x", arrays["x"], images=images)
+        return str(path), x, _float_array(sec, "y", arrays["y"])
+    x = _float_array(sec, "x", sec.get("x", "an array"), images=images)
     return "inline", x, _float_array(sec, "y", sec.get("y", "an array"))
 
 
@@ -638,7 +667,10 @@ def _check_x(sec: _Section, model: ModelSpec, x: np.ndarray) -> np.ndarray:
     if 0 in x.shape:
         raise sec.error(f"empty data: x has shape {x.shape}")
     if model.kind == "cnn" and min(x.shape[-2:]) < model.kernel:
-        raise sec.error(f"images of x are {x.shape[-2]}x{x.shape[-1]}, smaller than kernel")
+        raise sec.error(
+            f"kernel {model.kernel} is larger than the {x.shape[-2]}x{x.shape[-1]} images of x "
+            "(no padding: the kernel must fit inside the image)"
+        )
     return x
 
 

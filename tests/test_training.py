@@ -357,18 +357,6 @@ def test_bad_arguments(option, words):
     assert "\n" not in str(err.value)
 
 
-def test_cnn_is_not_supported_yet():
-    p = problem_from_dict(
-        {
-            "model": {"kind": "cnn", "channels": 2, "kernel": 2, "activation": "tanh(x)"},
-            "data": {"x": np.zeros((3, 4, 4)).tolist(), "y": [0.0, 1.0, 2.0]},
-        }
-    )
-    for call in (lambda: train(p), lambda: network(p)):
-        with pytest.raises(EffdynError, match="kind 'cnn' training is not supported yet"):
-            call()
-
-
 def test_max_preactivation_is_recorded_every_step():
     """max_{i,k} |w_k·x̃_i| at θ_0 and θ_K, computed with numpy."""
     from effdyn.problem import initial_params, problem_from_dict

@@ -50,7 +50,15 @@ def _num(value) -> float | None:
 
 
 def predict(problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False) -> dict:
-    """Solve the effective dynamics of ``problem`` from its initialization (see module doc)."""
+    """Solve the effective dynamics of ``problem`` from its initialization (see module doc).
+
+    A two-layer CNN (``kind = "cnn"``) goes to :func:`~effdyn.dynamics.cnn.predict_cnn`
+    (the same keys, plus ``u1``, ``gap``, ``misalignment``; THEORY.md §3.3).
+    """
+    if problem.model.kind == "cnn":
+        from .cnn import predict_cnn
+
+        return predict_cnn(problem, opts, progress=progress)
     opts = opts or SolverOptions()
     deriv = derive_problem(problem)
     params0 = initial_params(problem)

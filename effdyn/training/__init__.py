@@ -1,4 +1,5 @@
-"""Training the real network (JAX): the fully connected net, its loss, the GD/Adam loop, files.
+"""Training the real network (JAX): the fully connected net and the two-layer CNN, their
+loss, the GD/Adam loop, files.
 
 :func:`train` runs full-batch gradient descent (or Adam) from the problem's own initial
 weights and returns a :class:`TrainRun`; :func:`save_run`/:func:`load_run` write and read
@@ -7,6 +8,15 @@ weights and returns a :class:`TrainRun`; :func:`save_run`/:func:`load_run` write
 
 from .io import load_run, save_run, summary_of
 from .loop import TrainRun, train
-from .network import loss_function, network
+from .network import loss_function, network, network_inputs
 
-__all__ = ["TrainRun", "load_run", "loss_function", "network", "save_run", "summary_of", "train"]
+__all__ = [
+    "TrainRun",
+    "load_run",
+    "loss_function",
+    "network",
+    "network_inputs",
+    "save_run",
+    "summary_of",
+    "train",
+]

@@ -48,7 +48,7 @@ from jax import lax
 from .._jax import enable_x64
 from ..errors import EffdynError
 from ..problem import OPTIMIZERS, Problem, initial_params
-from .network import loss_function, network
+from .network import loss_function, network, network_inputs
 
 enable_x64()
 
@@ -126,7 +126,7 @@ def train(
     seeded initialization).
 
     Args:
-        problem: a fully connected problem (``kind = "fc"``).
+        problem: a fully connected or two-layer CNN problem.
         steps: number of steps ``K`` (default ``problem.train.steps``), ``≥ 1``.
         lr: step size (default ``problem.train.lr``), finite and ``> 0``.
         optimizer: ``"gd"`` (``θ ← θ − lr ∇R``) or ``"adam"`` (``optax.adam(lr)``); default
@@ -142,10 +142,8 @@ def train(
         A :class:`TrainRun`; a non-finite loss gives ``result = "nonfinite"``, not an error.
 
     Raises:
-        EffdynError: a CNN problem, or a bad argument (one line).
+        EffdynError: a bad argument (one line).
     """
-    if problem.model.kind != "fc":
-        raise EffdynError(f"kind {problem.model.kind!r} training is not supported yet")
     steps = problem.train.steps if steps is None else steps
     lr = problem.train.lr if lr is None else lr
     optimizer = problem.train.optimizer if optimizer is None else optimizer
@@ -153,7 +151,7 @@ def train(
     steps, lr, chunk = int(steps), float(lr), min(int(chunk), int(steps))
 
     params0 = initial_params(problem)
-    xt = jnp.asarray(problem.inputs())
+    xt = jnp.asarray(network_inputs(problem))  # x̃, or a CNN's patches P(x̃_i)
     y = jnp.asarray(problem.data.y)
     run_chunk = _chunk_function(problem.model.activations, optimizer, chunk)
 

@@ -1,0 +1,382 @@
+"""Effective dynamics of a two-layer CNN at small initialization (THEORY.md §3.3).
+
+Network (``kind = "cnn"``, :mod:`effdyn.symbolic.cnn`): ``f(x) = ⟨W2, σ(W1 P(x̃)ᵀ)⟩_F`` with
+the flattened kernels ``W1`` (channels × D, ``D = C_in·k·k [+1]``), the read-out weights
+``W2`` (channels × J, ``J`` output positions) and the im2col patch matrix ``P(x̃)`` (J × D).
+Replacing ``σ − σ(0)`` by its leading part ``φ(s) = c_p s^p``:
+
+    E(θ) = ⟨y ⟨W2, φ(W1 Pᵀ)⟩_F⟩,   θ' = ∇E(θ),   R_q(θ) = ½⟨(⟨W2, φ(W1 Pᵀ)⟩_F − y)²⟩.
+
+**p = 1 (tanh-like).** With ``Z = ⟨y P(x̃)ᵀ⟩`` (D × J) the field is linear,
+
+    W_β' = c_1 Z a_β,     a_β' = c_1 Zᵀ W_β      (rows: W1' = c_1 W2 Zᵀ, W2' = c_1 W1 Z),
+
+and with the thin SVD ``Z = U S Vᵀ`` it is solved in closed form (:func:`linear_solution`):
+per singular pair, ``(u_k·W_β, v_k·a_β)`` rotates hyperbolically at rate ``c_1 s_k``,
+
+    W1(t) = [W1₀U cosh(c_1 S t) + W2₀V sinh(c_1 S t)] Uᵀ + W1₀(I − UUᵀ),
+    W2(t) = [W1₀U sinh(c_1 S t) + W2₀V cosh(c_1 S t)] Vᵀ + W2₀(I − VVᵀ).
+
+Every kernel grows along ``±u₁`` (top left singular vector of ``Z``) at rate ``|c_1| s₁``; its
+orientation is ``sign(u₁·W_β(0) + sign(c_1) v₁·a_β(0))``. The component along ``u₂`` grows at
+``|c_1| s₂``, so relative to ``u₁`` it decays like ``e^{−|c_1|(s₁−s₂)t}``. Escape needs
+``|W1||W2| ~ e^{2|c_1|s₁t} ε² = O(1)``, i.e. ``e^{|c_1|s₁t} ~ 1/ε``, hence the residual
+misalignment at escape ``sin∠(W_β, u₁) ~ ε^{1 − s₂/s₁}`` (THEORY.md §3.3, derived there):
+sharp condensation needs a small ε AND a gap ``s₁ > s₂``. Further modes add
+``ε^{1 − s_k/s₁}`` (k ≥ 3) and the non-growing part ``~ ε``, so the asymptotic slope is
+approached from above.
+
+**p ≥ 2.** The same energy, with the field by ``jax.grad``; channels decouple (each
+``(W_β, a_β)`` sees only its own terms), so like the two-layer network of §3.1 every
+channel has its own blow-up time, solved as an ensemble. (The model also evaluates a
+non-smooth leading part, but :func:`predict_cnn` refuses one: its field has a kink for every
+image, position and kernel, and the adaptive solver crawls.)
+
+:func:`predict_cnn` is ``effdyn predict`` for a CNN problem: the contract's keys plus ``u1``,
+``v1``, ``singular_values``, ``gap``, ``misalignment`` (p = 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+from .._jax import enable_x64
+from ..analysis.orientations import cluster_orientations
+from ..api import derive_problem
+from ..errors import EffdynError
+from ..problem import Problem, initial_params
+from ..symbolic.activation import Activation, S
+from .blowup import SolverOptions, solve_blowup
+from .ensemble import solve_ensemble
+from .model import flatten
+from .results import Result, describe
+
+enable_x64()
+
+Patches = Float[Array, "n J D"]  # noqa: F722
+Correlation = Float[np.ndarray, "D J"]  # noqa: F722
+Kernels = Float[np.ndarray, "C D"]  # noqa: F722
+Readout = Float[np.ndarray, "C J"]  # noqa: F722
+
+_solve_one = eqx.filter_jit(solve_blowup)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: the patch correlation Z and its top singular pair
+
+
+def patch_correlation(patches: np.ndarray, y: np.ndarray) -> Correlation:
+    """``Z = (1/n) Σ_i y_i P(x̃_i)ᵀ``, shape ``(D, J)``: the CNN's target correlation.
+
+    Args:
+        patches: ``(n, J, D)`` patch matrices (:meth:`~effdyn.problem.Problem.patches`).
+        y: ``(n,)`` or ``(n, 1)`` scalar targets.
+    """
+    patches = np.asarray(patches, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    return np.einsum("i,ijd->dj", y, patches) / len(y)
+
+
+def kernel_direction(z: Correlation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(u₁, v₁, s)``: the top singular pair of ``Z`` and all singular values (descending).
+
+    Sign convention (deterministic): the largest-magnitude entry of ``u₁`` is positive, and
+    ``v₁ = Zᵀu₁/s₁`` (so ``u₁ᵀ Z v₁ = s₁ > 0``).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    u1 = u[:, 0] * (1.0 if u[np.argmax(np.abs(u[:, 0])), 0] >= 0 else -1.0)
+    v1 = z.T @ u1 / s[0] if s[0] > 0 else np.zeros(z.shape[1])
+    return u1, v1, s
+
+
+def linear_solution(
+    z: Correlation, c: float, w1: Kernels, w2: Readout, t: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact solution ``(W1(t), W2(t))`` of the p = 1 field ``W1' = c W2 Zᵀ``,
+    ``W2' = c W1 Z`` from ``(W1, W2)`` at ``t = 0`` (module docstring; float64)."""
+    u, s, vt = np.linalg.svd(np.asarray(z, dtype=np.float64), full_matrices=False)
+    v = vt.T
+    ch, sh = np.cosh(c * s * t), np.sinh(c * s * t)
+    w1u, w2v = w1 @ u, w2 @ v
+    w1_t = (w1u * ch + w2v * sh) @ u.T + w1 - w1u @ u.T
+    w2_t = (w1u * sh + w2v * ch) @ v.T + w2 - w2v @ v.T
+    return w1_t, w2_t
+
+
+def kernel_misalignment(w1: Kernels, u1: np.ndarray) -> np.ndarray:
+    """``sin∠(W_β, ±u₁) = |W_β − (W_β·û₁)û₁| / |W_β|`` for each kernel (row of ``W1``).
+
+    Computed from the orthogonal component, not as ``√(1 − cos²)``, which loses every digit
+    below ``~1e-8``. NaN for a zero row.
+    """
+    w1 = np.asarray(w1, dtype=np.float64)
+    u = np.asarray(u1, dtype=np.float64) / np.linalg.norm(u1)
+    orthogonal = w1 - np.outer(w1 @ u, u)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.linalg.norm(orthogonal, axis=1) / np.linalg.norm(w1, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The leading-order model on flat vectors (the interface of effdyn.dynamics.model)
+
+
+class CNNEffectiveModel(eqx.Module):
+    """Field ``∇E``, energy ``E`` and leading-order loss ``R_q`` of a two-layer CNN on flat
+    vectors ``θ = (vec W1, vec W2)`` — the interface the solvers of
+    :mod:`effdyn.dynamics.blowup` and :mod:`effdyn.dynamics.ensemble` use.
+
+    ``coefficient`` is ``c_1`` when the leading part is linear (the field then uses ``Z``
+    only, never the data); otherwise ``template`` is ``φ`` and the field is ``jax.grad``
+    of the energy.
+    """
+
+    patches: jax.Array
+    y: jax.Array
+    z: jax.Array
+    shapes: tuple[tuple[int, int], ...] = eqx.field(static=True)
+    field_degree: int = eqx.field(static=True)
+    coefficient: float | None = eqx.field(static=True)
+    template: object = eqx.field(static=True)
+
+    def unravel(self, flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Flat vector → ``(W1, W2)`` (row-major blocks)."""
+        (c, d), (_, j) = self.shapes
+        return flat[: c * d].reshape(c, d), flat[c * d : c * d + c * j].reshape(c, j)
+
+    def output(self, params) -> jax.Array:
+        """``f_q(x̃_i) = ⟨W2, φ(W1 P_iᵀ)⟩_F`` for every sample, shape ``(n,)``."""
+        w1, w2 = params
+        if self.coefficient is not None:
+            # Linear: f_q = c ⟨P_i, W2ᵀW1⟩_F, one matrix-vector product over the data.
+            n = self.patches.shape[0]
+            return self.coefficient * (self.patches.reshape(n, -1) @ (w2.T @ w1).reshape(-1))
+        return jnp.einsum("ijb,bj->i", self.template(self.patches @ w1.T), w2)
+
+    def energy(self, flat: jax.Array) -> jax.Array:
+        w1, w2 = self.unravel(flat)
+        if self.coefficient is not None:
+            return self.coefficient * jnp.sum(w2 * (w1 @ self.z))
+        return jnp.mean(self.y * self.output((w1, w2)))
+
+    def field(self, flat: jax.Array) -> jax.Array:
+        if self.coefficient is not None:
+            w1, w2 = self.unravel(flat)
+            c = self.coefficient
+            return ravel_pytree((c * w2 @ self.z.T, c * w1 @ self.z))[0]
+        return jax.grad(self.energy)(flat)
+
+    def loss(self, flat: jax.Array) -> jax.Array:
+        residual = self.output(self.unravel(flat)) - self.y
+        return 0.5 * jnp.mean(residual**2)
+
+
+@functools.lru_cache(maxsize=32)
+def _template(act: Activation):
+    from ..symbolic.bridge import sympy_to_jax
+
+    return sympy_to_jax(act.template(S), S)
+
+
+def cnn_effective_model(
+    activation: Activation,
+    patches: np.ndarray,
+    y: np.ndarray,
+    channels: int,
+) -> CNNEffectiveModel:
+    """Bind the leading-order CNN with ``channels`` kernels to data ``(P(x̃_i), y_i)``.
+
+    Args:
+        activation: the analysed activation (its leading part sets the field).
+        patches: ``(n, J, D)`` patch matrices.
+        y: ``(n,)`` or ``(n, 1)`` targets.
+        channels: number of kernels (rows of ``W1`` and ``W2``).
+    """
+    patches = np.asarray(patches, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    _, j, d = patches.shape
+    linear = activation.smooth and activation.degree == 1
+    return CNNEffectiveModel(
+        patches=jnp.asarray(patches),
+        y=jnp.asarray(y),
+        z=jnp.asarray(patch_correlation(patches, y)),
+        shapes=((channels, d), (channels, j)),
+        field_degree=activation.degree,
+        coefficient=float(activation.coefficient) if linear else None,
+        template=None if linear else _template(activation),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# effdyn predict for kind = "cnn"
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def predict_cnn(
+    problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False
+) -> dict:
+    """``effdyn predict`` for a two-layer CNN problem (THEORY.md §3.3).
+
+    The contract's keys (``kind``, ``t_star``, ``growth_rate``, ``t_escape``,
+    ``directions``, ``n_orientations``, ``result``, …) from one solve of the effective
+    dynamics from the problem's own initialization — ``t_escape`` by the same rule as every
+    other kind: the first time the leading-order loss along the effective trajectory is 10%
+    below its start (:func:`~effdyn.dynamics.blowup.solve_blowup`). Added for a CNN:
+
+    - ``singular_values`` of ``Z = ⟨y P(x̃)ᵀ⟩`` (descending), ``u1`` (D: the predicted kernel
+      direction, bias entry last), ``v1`` (J: the read-out map), ``gap`` ``s₁/s₂``;
+    - p = 1: ``coefficient`` ``c_1``; ``growth_rate = |c_1| s₁``; per-kernel predicted
+      ``orientations``
+      (``±1``: which of ``±u₁``); ``misalignment_exponent`` ``1 − s₂/s₁``;
+      ``misalignment_scale`` ``ε^{1 − s₂/s₁}`` (``ε = √(ε₁ε₂)``); ``misalignment``, the
+      median over kernels of ``sin∠(W_β, u₁)`` at ``t_escape`` on the exact linear solution
+      (real training adds an ε-independent part once the loss has dropped: the residual
+      term ``−⟨f ∂f⟩`` of ``∇R``, which the effective dynamics drop, turns the kernels away
+      from ``u₁`` — on the digits about 2e-4 at the 10% drop, 1e-5 at a 1% drop);
+      ``t_escape_textbook`` ``log(1/ε)/(|c_1| s₁)`` for reference;
+    - p ≥ 2: ``per_neuron`` — one entry per channel, as for two-layer networks — with the
+      blow-up times and result codes (channels decouple) and the first channel to blow up;
+      ``directions`` are the limit kernel directions clustered into orientations, and the
+      ``u1`` keys then describe ``Z`` only.
+
+    Raises:
+        EffdynError: an activation that is not smooth at 0 (ReLU-like; one line).
+    """
+    opts = opts or SolverOptions()
+    deriv = derive_problem(problem)
+    act = deriv.activations[0]
+    if not act.smooth:
+        raise EffdynError(
+            f"{problem.source}: predict for kind = 'cnn' needs an activation that is smooth "
+            f"at 0; {act.source!r} is not (its leading part is piecewise, with a kink for "
+            "every image, position and kernel, which the ODE solver cannot follow at a "
+            "useful cost) — training and compare's measurements still work with it"
+        )
+    params0 = initial_params(problem)
+    patches = problem.patches()
+    y = problem.data.y
+    channels = problem.model.channels
+    model = cnn_effective_model(act, patches, y, channels)
+    traj = _solve_one(model, flatten(params0), opts)
+    code = Result(int(traj.result))
+    z = np.asarray(model.z)
+    u1, v1, s = kernel_direction(z)
+    s2 = float(s[1]) if len(s) > 1 else 0.0
+    linear = model.coefficient is not None
+    eps = math.sqrt(problem.init.scales[0] * problem.init.scales[1])
+    out = {
+        "kind": "blowup" if deriv.field_degree >= 2 else "exponential",
+        "t_star": _num(traj.t_star),
+        "growth_rate": _num(traj.growth_rate),
+        "t_escape": _num(traj.t_escape),
+        "result": code.name.lower(),
+        "message": describe(
+            code,
+            energy0=float(traj.energy0),
+            field_norm0=float(traj.field_norm0),
+            z_norm=float(np.linalg.norm(z)),
+            horizon=float(traj.horizon),
+        ),
+        "degree": deriv.degree,
+        "field_degree": deriv.field_degree,
+        "epsilon": [float(e) for e in problem.init.scales],
+        "energy0": float(traj.energy0),
+        "solver": {"steps": int(traj.steps), "rtol": opts.rtol, "atol": opts.atol},
+        "warnings": _warnings(deriv, s),
+        "model": {
+            "kind": "cnn",
+            "channels": channels,
+            "kernel": problem.model.kernel,
+            "stride": problem.model.stride,
+            "image_shape": list(problem.image_shape),
+            "positions": problem.n_positions,
+            "bias": problem.model.bias,
+        },
+        "singular_values": [float(v) for v in s],
+        "u1": u1.tolist(),
+        "v1": v1.tolist(),
+        "gap": float(s[0] / s2) if s2 > 0 else None,
+    }
+    if linear:
+        c = model.coefficient
+        out["coefficient"] = c
+        out["growth_rate"] = abs(c) * float(s[0])
+        out["growth_rate_solved"] = _num(traj.growth_rate)
+        out["t_escape_textbook"] = math.log(1.0 / eps) / (abs(c) * float(s[0]))
+        out["orientations"] = [
+            1 if o >= 0 else -1 for o in params0[0] @ u1 + np.sign(c) * params0[1] @ v1
+        ]
+        ratio = s2 / float(s[0])
+        out["misalignment_exponent"] = 1.0 - ratio
+        out["misalignment_scale"] = eps ** (1.0 - ratio)
+        if out["t_escape"] is not None:
+            w1_esc, _ = linear_solution(z, c, *params0, out["t_escape"])
+            out["misalignment"] = float(np.median(kernel_misalignment(w1_esc, u1)))
+        else:
+            out["misalignment"] = None
+        directions = {"W1": [u1.tolist(), (-u1).tolist()], "W2": [v1.tolist(), (-v1).tolist()]}
+    else:
+        per_channel = _per_channel(act, patches, y, params0, opts, progress)
+        out["per_neuron"] = per_channel
+        out["misalignment_exponent"] = None
+        out["misalignment"] = None
+        out["warnings"].append(
+            f"multiplicity p = {act.degree}: kernels need not align with u1 (u1, gap describe "
+            "Z only); the predicted directions are the channels' blow-up directions"
+        )
+        directions = {"W1": per_channel.pop("orientations_W1")}
+    if out["t_escape"] is None and code.ok:
+        out["warnings"].append(
+            "the leading-order loss never drops by 10% along the effective trajectory: "
+            "t_escape is null; use growth_rate (or t_star)"
+        )
+    out["directions"] = directions
+    out["n_orientations"] = len(directions.get("W1") or [])
+    return out
+
+
+def _warnings(deriv, s: np.ndarray) -> list[str]:
+    notes = [
+        f"σ(0) = {t.sigma0} ≠ 0 adds a degree-{t.degree} drift of the read-out weights "
+        "(ȳ σ(0) 𝟙ᵀW2𝟙) that dominates early; the prediction covers the centred part"
+        for t in deriv.drift
+    ]
+    if len(s) < 2 or s[1] >= (1.0 - 1e-9) * s[0]:
+        notes.append(
+            "no spectral gap (s2 = s1): the top singular vector of Z is not unique and kernels "
+            "need not condense on one direction"
+        )
+    return notes
+
+
+def _per_channel(act, patches, y, params0, opts, progress) -> dict:
+    """Per-channel solves (channels decouple): blow-up times, result codes, directions."""
+    w1, w2 = (np.asarray(p) for p in params0)
+    model = cnn_effective_model(act, patches, y, 1)
+    ens = solve_ensemble(model, np.concatenate([w1, w2], axis=1), opts, progress=progress)
+    t_star = ens.t_star
+    grown = np.isin(ens.result, (Result.BLOWUP, Result.ESCAPED))
+    limit = np.where(np.isfinite(ens.direction), ens.direction, 0.0)[:, : w1.shape[1]]
+    orientations = (
+        cluster_orientations(limit[grown], 1e-4).directions.tolist() if grown.any() else []
+    )
+    first = int(np.nanargmin(t_star)) if np.any(np.isfinite(t_star)) else None
+    return {
+        "t_star": [_num(t) for t in t_star],
+        "result": [Result(int(c)).name.lower() for c in ens.result],
+        "first": first,
+        "t_star_min": _num(np.nanmin(t_star)) if first is not None else None,
+        "orientations_W1": orientations,
+    }
