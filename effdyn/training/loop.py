@@ -11,8 +11,8 @@ How it runs: one jitted function advances a fixed number of steps (``chunk``) wi
 ``jax.lax.scan``; each step is one fused computation (loss and gradient by ``jax.value_and_grad``,
 optimizer update) and records the loss ``R(θ_k)`` *before* its update. The function is traced
 once per run (per network, optimizer, chunk length and shapes — later runs of the same kind
-reuse it): the last, partial chunk runs through the same function with the steps past the end
-masked out by ``lax.cond`` (a masked step does no arithmetic). Parameters are kept only at
+reuse it): the last, partial chunk runs through the same function, its steps past the end
+leaving θ unchanged. Each step is branch-free straight-line code. Parameters are kept only at
 log-spaced snapshot steps, written inside the scan into a preallocated buffer that is carried
 (and donated) from chunk to chunk. Between chunks Python only looks at the chunk's losses:
 to stop after a non-finite loss, to stop early once the loss has dropped (``stop_below``), and
@@ -153,7 +153,7 @@ def train(
     params0 = initial_params(problem)
     xt = jnp.asarray(network_inputs(problem))  # x̃, or a CNN's patches P(x̃_i)
     y = jnp.asarray(problem.data.y)
-    run_chunk = _chunk_function(problem.model.activations, optimizer, chunk)
+    activations = problem.model.activations
 
     planned = snapshot_schedule(steps, n_snapshots)
     # steps < K are recorded inside the scan; K itself is the final θ. Padding with -1 (never
@@ -163,14 +163,14 @@ def train(
     buffers = tuple(jnp.zeros((n_snapshots + 1, *w.shape)) for w in params0)  # +1: spare row
     start_params = tuple(jnp.array(w) for w in params0)  # copies: the carry is donated
     opt_state = _optimizer(optimizer, lr).init(start_params)
-    carry = (start_params, opt_state, jnp.bool_(False))
-    carry = (*carry, jnp.int64(0), buffers)
+    carry = (start_params, opt_state, jnp.int64(0), buffers)
     args = (xt, y, jnp.float64(lr))
 
     pieces: list[np.ndarray] = []
     pre_pieces: list[np.ndarray] = []
     end, result = steps, "completed"
     with _progress(progress, optimizer, steps) as bar:
+        run_chunk = _chunk_function(activations, optimizer, chunk)
         for start in range(0, steps, chunk):
             carry, (losses, pre) = run_chunk(
                 carry, *args, jnp.int64(start), jnp.int64(steps), jnp.asarray(inside)
@@ -188,7 +188,7 @@ def train(
                     end, result = start + len(losses), "stopped"
                 break
 
-    params, _, _, n_recorded, buffers = carry
+    params, _, n_recorded, buffers = carry
     params = tuple(np.asarray(w) for w in params)
     recorded = inside[: int(n_recorded)]
     keep = recorded < end
@@ -244,7 +244,14 @@ def _optimizer(name: str, lr) -> optax.GradientTransformation:
 
 @functools.lru_cache(maxsize=64)
 def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
-    """The jitted ``chunk``-step advance for one network and optimizer (cached across runs)."""
+    """The jitted ``chunk``-step advance for one network and optimizer (cached across runs).
+
+    A step is straight-line code, no branch: the loss and gradient, the optimizer update, the
+    largest pre-activation and the snapshot write. Steps past ``stop`` (the last, partial
+    chunk) and a non-finite loss keep ``θ_k`` by a select, not a conditional: every later step
+    of the chunk then sees the same θ (the wasted arithmetic of a partial chunk happens once
+    per run; a branch in every step costs more).
+    """
     value_and_grad = jax.value_and_grad(loss_function(network(list(activations))))
 
     def run_chunk(carry, xt, y, lr, start, stop, snap_steps):
@@ -252,8 +259,9 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
         opt = _optimizer(optimizer, lr)
         spare = snap_steps.shape[0]  # index of the buffer's spare row
 
-        def live(k, state):
-            params, opt_state, _, slot, buffers = state
+        def step(state, j):
+            params, opt_state, slot, buffers = state
+            k = start + j
             loss, grads = value_and_grad(params, xt, y)
             # The largest first-layer pre-activation |w_k·x̃_i| (THEORY.md §5): the
             # leading-order expansion of σ holds while it is small.
@@ -266,23 +274,16 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
                 lax.dynamic_update_index_in_dim(b, w, row, axis=0)
                 for b, w in zip(buffers, params, strict=True)
             )
-            finite = jnp.isfinite(loss)
-
-            def update(_):
-                updates, new_state = opt.update(grads, opt_state, params)
-                return optax.apply_updates(params, updates), new_state
-
+            updates, new_state = opt.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
             # A non-finite loss leaves θ_k in place, so the run can end exactly at step k.
-            params, opt_state = lax.cond(finite, update, lambda _: (params, opt_state), None)
-            return (params, opt_state, ~finite, slot + hit, buffers), (loss, pre)
-
-        def step(state, j):
-            k = start + j
-            active = (k < stop) & ~state[2]
-            # Masked steps (past the end, or after a non-finite loss) do no arithmetic.
-            return lax.cond(
-                active, functools.partial(live, k), lambda s: (s, (jnp.nan, jnp.nan)), state
+            keep = jnp.isfinite(loss) & (k < stop)
+            params, opt_state = jax.tree.map(
+                lambda new, old: jnp.where(keep, new, old),
+                (new_params, new_state),
+                (params, opt_state),
             )
+            return (params, opt_state, slot + hit, buffers), (loss, pre)
 
         return lax.scan(step, carry, jnp.arange(chunk))
 
