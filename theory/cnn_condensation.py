@@ -223,7 +223,7 @@ def _figures(cases, out_dir):
     ax.set_xlabel("initialization scale ε")
     ax.set_ylabel("median sin∠(W_β, ±u₁)")
     ax.set_title("CNN kernels: residual misalignment against ε", fontsize=9)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="upper left")
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [
         (
