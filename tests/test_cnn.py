@@ -268,6 +268,14 @@ def test_predict_cnn_keys_and_closed_forms(digits_small):
     np.testing.assert_array_equal(r["orientations"], np.sign(w1 @ u1 + w2 @ v1))
 
 
+def test_predict_zero_target_is_a_result_not_a_crash(digits_small):
+    """y = 0: Z = 0, nothing grows — a result code and a message, null rates."""
+    p, _ = digits_small
+    r = predict(p.with_(data={"x": p.data.x, "y": np.zeros(p.n)}))
+    assert r["result"] == "no_blowup" and "z = 0" in r["message"]
+    assert r["t_escape"] is None and r["gap"] is None and r["misalignment_exponent"] is None
+
+
 def test_predict_is_deterministic(digits_small):
     p, r = digits_small
     assert json.dumps(predict(p), sort_keys=True) == json.dumps(r, sort_keys=True)

@@ -134,9 +134,10 @@ class CNNEffectiveModel(eqx.Module):
     vectors ``θ = (vec W1, vec W2)`` — the interface the solvers of
     :mod:`effdyn.dynamics.blowup` and :mod:`effdyn.dynamics.ensemble` use.
 
-    ``coefficient`` is ``c_1`` when the leading part is linear (the field then uses ``Z``
-    only, never the data); otherwise ``template`` is ``φ`` and the field is ``jax.grad``
-    of the energy.
+    ``coefficient`` is ``c_1`` when the leading part is linear: the field and energy then use
+    ``Z`` only (``E = c_1⟨W2, W1 Z⟩_F``), and the loss one product with the flattened
+    patches (``f_q(x̃_i) = c_1⟨P_i, W2ᵀW1⟩_F``). Otherwise ``template`` is ``φ`` and the field
+    is ``jax.grad`` of ``E = ⟨y ⟨W2, φ(W1 P_iᵀ)⟩_F⟩``.
     """
 
     patches: jax.Array
@@ -238,8 +239,7 @@ def predict_cnn(
     - ``singular_values`` of ``Z = ⟨y P(x̃)ᵀ⟩`` (descending), ``u1`` (D: the predicted kernel
       direction, bias entry last), ``v1`` (J: the read-out map), ``gap`` ``s₁/s₂``;
     - p = 1: ``coefficient`` ``c_1``; ``growth_rate = |c_1| s₁``; per-kernel predicted
-      ``orientations``
-      (``±1``: which of ``±u₁``); ``misalignment_exponent`` ``1 − s₂/s₁``;
+      ``orientations`` (``±1``: which of ``±u₁``); ``misalignment_exponent`` ``1 − s₂/s₁``;
       ``misalignment_scale`` ``ε^{1 − s₂/s₁}`` (``ε = √(ε₁ε₂)``); ``misalignment``, the
       median over kernels of ``sin∠(W_β, u₁)`` at ``t_escape`` on the exact linear solution
       (real training adds an ε-independent part once the loss has dropped: the residual
@@ -314,13 +314,16 @@ def predict_cnn(
         out["coefficient"] = c
         out["growth_rate"] = abs(c) * float(s[0])
         out["growth_rate_solved"] = _num(traj.growth_rate)
-        out["t_escape_textbook"] = math.log(1.0 / eps) / (abs(c) * float(s[0]))
         out["orientations"] = [
             1 if o >= 0 else -1 for o in params0[0] @ u1 + np.sign(c) * params0[1] @ v1
         ]
-        ratio = s2 / float(s[0])
-        out["misalignment_exponent"] = 1.0 - ratio
-        out["misalignment_scale"] = eps ** (1.0 - ratio)
+        # Z = 0 (no target correlation): nothing grows; the solve says so (result code).
+        ratio = s2 / float(s[0]) if s[0] > 0 else None
+        out["t_escape_textbook"] = (
+            math.log(1.0 / eps) / (abs(c) * float(s[0])) if ratio is not None else None
+        )
+        out["misalignment_exponent"] = None if ratio is None else 1.0 - ratio
+        out["misalignment_scale"] = None if ratio is None else eps ** (1.0 - ratio)
         if out["t_escape"] is not None:
             w1_esc, _ = linear_solution(z, c, *params0, out["t_escape"])
             out["misalignment"] = float(np.median(kernel_misalignment(w1_esc, u1)))
