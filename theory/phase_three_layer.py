@@ -1,7 +1,10 @@
 """Card: in one three-layer network, different layers can sit in different regimes."""
 
+from pathlib import Path
+
 from effdyn.cards import Card, Outcome
 from effdyn.phase import evaluate_points, slopes, three_layer
+from effdyn.phase.plot import plot_rd_over_widths
 from effdyn.problem import problem_from_dict
 
 
@@ -16,9 +19,23 @@ def run(card, settings, out_dir):
     for m in settings["widths"]:
         points = [{**three_layer.MIXED_SETTING, "width": m, "seed": s} for s in settings["seeds"]]
         results += list(zip(points, evaluate_points("three_layer", base, points), strict=True))
-    (group,) = slopes("three_layer", results)
+    groups = slopes("three_layer", results)
+    (group,) = groups
     s1, s2 = group["slopes"]["W1"], group["slopes"]["W2"]
     gap = min(s1, -s2)  # both layers clear of the critical band, on opposite sides
+    figures = []
+    if out_dir is not None:
+        setting = (
+            f"ReLU on zhou2022-fig5, (γ₁, γ₂, γ₃) = (1, 0.5, 0.5), widths {settings['widths']}"
+        )
+        path = Path(out_dir) / "phase_three_layer_rd.png"
+        figures = [
+            (
+                plot_rd_over_widths(results, groups, ["W1", "W2"], path, setting),
+                "one network, two regimes: RD of the first hidden layer's input weights grows "
+                "with the width (condensed), the second layer's shrinks (linear)",
+            )
+        ]
     return Outcome(
         measured=round(gap, 4),
         passed=bool(gap >= card.expected - card.tolerance and s1 > 0 > s2),
@@ -33,6 +50,7 @@ def run(card, settings, out_dir):
             "setting": three_layer.MIXED_SETTING,
             "widths": settings["widths"],
         },
+        figures=figures,
     )
 
 

@@ -1,7 +1,10 @@
 """Card: the two-layer phase diagram's regimes, measured by the slope of RD over widths."""
 
+from pathlib import Path
+
 from effdyn.cards import Card, Outcome
 from effdyn.phase import evaluate_points, slopes
+from effdyn.phase.plot import plot_phase_diagram, plot_rd_over_widths
 from effdyn.problem import problem_from_dict
 
 PAPER_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}  # Luo et al. 2021, ReLU, γ' = 0
@@ -25,17 +28,41 @@ def run(card, settings, out_dir):
             "two_layer", base, points, train_options={"max_steps": settings["max_steps"]}
         )
         results += list(zip(points, out, strict=True))
-    fitted = {g["gamma"]: g["slopes"]["W1"] for g in slopes("two_layer", results)}
+    groups = slopes("two_layer", results)
+    fitted = {g["gamma"]: g["slopes"]["W1"] for g in groups}
     worst = max(abs(fitted[g] - PAPER_SLOPES[g]) for g in fitted)
     signs = all(
         (fitted[g] > 0) == (PAPER_SLOPES[g] > 0) for g in fitted if abs(PAPER_SLOPES[g]) > 0.1
     )
+    figures = []
+    if out_dir is not None:
+        setting = (
+            f"ReLU on zhou2022-fig5, γ' = 0, widths {settings['widths']}, "
+            f"{len(settings['seeds'])} seed(s)"
+        )
+        figures = [
+            (
+                plot_phase_diagram(
+                    groups, "two_layer", Path(out_dir) / "phase_two_layer.png", setting
+                ),
+                "measured slope of RD(W1) at γ = 0.5, 1, 1.75 (γ' = 0) on the (γ', γ) plane, "
+                "with the paper's regime boundaries and the named initializations",
+            ),
+            (
+                plot_rd_over_widths(
+                    results, groups, ["W1"], Path(out_dir) / "phase_two_layer_rd.png", setting
+                ),
+                "log RD(W1) against log m: falling for γ = 0.5 (linear), flat for γ = 1 "
+                "(critical), rising for γ = 1.75 (condensed)",
+            ),
+        ]
     return Outcome(
         measured=round(worst, 4),
         passed=bool(signs and abs(worst - card.expected) <= card.tolerance),
         summary="slopes of log RD(W1) vs log m: "
         + ", ".join(f"γ = {g}: {s:+.3f} (paper {PAPER_SLOPES[g]:+.3f})" for g, s in fitted.items()),
         details={"slopes": fitted, "paper": PAPER_SLOPES, "widths": settings["widths"]},
+        figures=figures,
     )
 
 

@@ -69,8 +69,10 @@ def _panel(ax, groups, layer, x_key, y_key, label) -> None:
     ys = np.array([float(g.get(y_key, math.nan)) for g in groups])
     ss = np.array([float(g.get("slopes", {}).get(layer, math.nan)) for g in groups])
     finite = np.isfinite(ss)
-    span = float(np.max(np.abs(ss[finite]))) if finite.any() else 1.0
-    norm = mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-max(span, 1e-3), vmax=max(span, 1e-3))
+    # A colour scale of at least ±0.5, so that slopes of a few hundredths (critical, or
+    # noise) stay near white instead of filling the scale.
+    span = max(float(np.max(np.abs(ss[finite]))) if finite.any() else 0.0, 0.5)
+    norm = mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
     sc = ax.scatter(
         xs[finite], ys[finite], c=ss[finite], cmap="RdBu_r", norm=norm, s=90, edgecolors="k"
     )
@@ -79,6 +81,7 @@ def _panel(ax, groups, layer, x_key, y_key, label) -> None:
     for x, y, s in zip(xs[finite], ys[finite], ss[finite], strict=True):
         ax.annotate(f"{s:+.2f}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=7)
     ax.figure.colorbar(sc, ax=ax, label=label)
+    ax.margins(0.15)  # room for the value labels
     ax.set_xlabel(_LABELS.get(x_key, x_key))
     ax.set_ylabel(_LABELS.get(y_key, y_key))
     if (~finite).any():
@@ -105,3 +108,54 @@ def _two_layer_boundaries(ax, groups) -> None:
             " / ".join(labels), (gp, g), textcoords="offset points", xytext=(6, -12), fontsize=7
         )
     ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_rd_over_widths(
+    results: list[tuple[dict, dict]], groups: list[dict], layers, path, title: str
+) -> str:
+    """``log RD`` against ``log m``, one panel per layer, one colour per group.
+
+    The points are the runs (every seed); the line is the group's fitted slope ``S`` (the
+    least-squares line through the seed-averaged ``log RD``), labelled with ``S``.
+
+    Args:
+        results: ``(point, result)`` pairs, as given to :func:`effdyn.phase.slopes`.
+        groups: the output of :func:`effdyn.phase.slopes` on ``results``.
+        layers: the layers to draw (``"W1"``, ``"W2"``, …).
+        path: where to write the PNG.
+        title: the setting, shown under the figure's title.
+    """
+    plt = _pyplot()
+    layers = list(layers)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 4.0), squeeze=False)
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(groups), 1)))
+    for ax, layer in zip(axes.flat, layers, strict=True):
+        for colour, group in zip(colours, groups, strict=False):
+            coords = {k: v for k, v in group.items() if k in _LABELS}
+            members = [
+                (p["width"], r.get(f"rd_{layer}", math.nan))
+                for p, r in results
+                if all(float(p.get(k, math.nan)) == float(v) for k, v in coords.items())
+            ]
+            ms = np.array([m for m, _ in members], dtype=float)
+            rds = np.array([rd for _, rd in members], dtype=float)
+            ok = np.isfinite(rds) & (rds > 0)
+            if not ok.any():
+                continue
+            name = ", ".join(f"{_LABELS[k]} = {v:g}" for k, v in coords.items())
+            slope = float(group.get("slopes", {}).get(layer, math.nan))
+            ax.scatter(np.log(ms[ok]), np.log(rds[ok]), color=colour, s=25)
+            widths = np.unique(ms[ok])
+            mean = np.array([np.mean(np.log(rds[ok][ms[ok] == w])) for w in widths])
+            if np.isfinite(slope) and len(widths) > 1:
+                x = np.log(widths)
+                intercept = float(np.mean(mean - slope * x))
+                ax.plot(x, intercept + slope * x, color=colour, label=f"{name}: S = {slope:+.2f}")
+            else:
+                ax.plot([], [], color=colour, label=f"{name}: no slope")
+        ax.set_xlabel("log m (width)")
+        ax.set_ylabel(f"log RD({layer})")
+        ax.set_title(f"layer {layer}: S < 0 linear, S > 0 condensed", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(_title("relative change of the input weights over widths", title), fontsize=9)
+    return save_figure(fig, path)
