@@ -194,7 +194,9 @@ def integrate_rows(
         attempts = attempts + running
         ended = accept & done(y, fy)
         stopped = accept & ~alive(y)
-        underflow = running & ~accept & (h_next <= 1e-14 * jnp.maximum(jnp.abs(tau), 1e-300))
+        # (a NaN step size, from a field that is NaN from the start, counts as underflow)
+        big_enough = h_next > 1e-14 * jnp.maximum(jnp.abs(tau), 1e-300)
+        underflow = running & ~accept & ~big_enough
         status = jnp.select(
             [~running, ended, stopped, underflow & ~finite, underflow, attempts >= max_steps],
             [status, DONE, STOPPED, NONFINITE, STEP_UNDERFLOW, OUT_OF_STEPS],
