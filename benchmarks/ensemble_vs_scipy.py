@@ -18,7 +18,7 @@ W3 1 × m) on the built-in ``zhou2022-fig2`` data (d = 5), entries N(0, ε²) wi
 
 Prints one JSON object.
 
-    .venv/bin/python benchmarks/ensemble_vs_scipy.py [--n 2000] [--chunk-size 128]
+    .venv/bin/python benchmarks/ensemble_vs_scipy.py [--n 2000] [--chunk-size 32]
         [--scipy-subset 200] [--width 20] [--gpu-n 100000] [--gpu-chunk-size 20000]
 """
 
@@ -122,7 +122,7 @@ def timed(fn, *args, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="trajectories (CPU run)")
-    parser.add_argument("--chunk-size", type=int, default=128)
+    parser.add_argument("--chunk-size", type=int, default=32)
     parser.add_argument("--scipy-subset", type=int, default=200, help="trajectories for scipy")
     parser.add_argument("--width", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

@@ -151,7 +151,7 @@ def solve_ensemble(
     thetas: np.ndarray,
     opts: SolverOptions = DEFAULT_OPTIONS,
     *,
-    chunk_size: int = 128,
+    chunk_size: int = 32,
     progress: bool = False,
 ) -> Ensemble:
     """Blow-up time, growth rate and direction from every row of ``thetas`` (``(N, P)``).
