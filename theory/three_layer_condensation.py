@@ -18,7 +18,7 @@ RANK_BOUND = 1e-8
 """σ2/σ1 of the middle layer of the blow-up direction must be at most this."""
 
 try:  # predict's own jitted solver: one compilation serves predict and every card
-    from effdyn.dynamics.predict import _solve_one as _solve
+    from effdyn.dynamics.predict import solve_one as _solve
 except ImportError:  # pragma: no cover - a renamed private helper costs one compile, no more
     _solve = eqx.filter_jit(solve_blowup)
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..api import derive_problem
 from ..dynamics.blowup import trajectory
 from ..dynamics.model import effective_model, flatten
-from ..dynamics.predict import _solve_one
+from ..dynamics.predict import solve_one
 from ..problem import Problem, initial_params
 from ..training import train
 
@@ -38,7 +38,7 @@ def gd_vs_effective(problem: Problem, lr: float, fractions) -> tuple[float, list
     params0 = initial_params(problem)
     model = effective_model(derive_problem(problem), problem.inputs(), problem.data.y, params0)
     theta0 = flatten(params0)
-    t_star = float(_solve_one(model, theta0).t_star)
+    t_star = float(solve_one(model, theta0).t_star)
     steps = [round(f * t_star / lr) for f in fractions]
     eff = np.asarray(trajectory(model, theta0, jnp.asarray([s * lr for s in steps])))
     rows = []

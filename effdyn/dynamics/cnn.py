@@ -54,10 +54,11 @@ from ..api import derive_problem
 from ..errors import EffdynError
 from ..problem import Problem, initial_params
 from ..symbolic.activation import Activation, S
-from .blowup import SolverOptions, solve_blowup
+from .blowup import SolverOptions
 from .ensemble import solve_ensemble
 from .model import flatten
-from .results import Result, describe
+from .predict import _num, contract_keys, solve_one
+from .results import Result
 
 enable_x64()
 
@@ -65,8 +66,6 @@ Patches = Float[Array, "n J D"]  # noqa: F722
 Correlation = Float[np.ndarray, "D J"]  # noqa: F722
 Kernels = Float[np.ndarray, "C D"]  # noqa: F722
 Readout = Float[np.ndarray, "C J"]  # noqa: F722
-
-_solve_one = eqx.filter_jit(solve_blowup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,11 +219,6 @@ def cnn_effective_model(
 # effdyn predict for kind = "cnn"
 
 
-def _num(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def predict_cnn(
     problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False
 ) -> dict:
@@ -269,46 +263,33 @@ def predict_cnn(
     y = problem.data.y
     channels = problem.model.channels
     model = cnn_effective_model(act, patches, y, channels)
-    traj = _solve_one(model, flatten(params0), opts)
+    traj = solve_one(model, flatten(params0), opts)
     code = Result(int(traj.result))
     z = np.asarray(model.z)
     u1, v1, s = kernel_direction(z)
     s2 = float(s[1]) if len(s) > 1 else 0.0
     linear = model.coefficient is not None
     eps = math.sqrt(problem.init.scales[0] * problem.init.scales[1])
-    out = {
-        "kind": "blowup" if deriv.field_degree >= 2 else "exponential",
-        "t_star": _num(traj.t_star),
-        "growth_rate": _num(traj.growth_rate),
-        "t_escape": _num(traj.t_escape),
-        "result": code.name.lower(),
-        "message": describe(
-            code,
-            energy0=float(traj.energy0),
-            field_norm0=float(traj.field_norm0),
-            z_norm=float(np.linalg.norm(z)),
-            horizon=float(traj.horizon),
-        ),
-        "degree": deriv.degree,
-        "field_degree": deriv.field_degree,
-        "epsilon": [float(e) for e in problem.init.scales],
-        "energy0": float(traj.energy0),
-        "solver": {"steps": int(traj.steps), "rtol": opts.rtol, "atol": opts.atol},
-        "warnings": _warnings(deriv, s),
-        "model": {
-            "kind": "cnn",
-            "channels": channels,
-            "kernel": problem.model.kernel,
-            "stride": problem.model.stride,
-            "image_shape": list(problem.image_shape),
-            "positions": problem.n_positions,
-            "bias": problem.model.bias,
-        },
-        "singular_values": [float(v) for v in s],
-        "u1": u1.tolist(),
-        "v1": v1.tolist(),
-        "gap": float(s[0] / s2) if s2 > 0 else None,
-    }
+    out = contract_keys(
+        deriv, traj, opts, problem.init.scales, float(np.linalg.norm(z)), _warnings(deriv, s)
+    )
+    out.update(
+        {
+            "model": {
+                "kind": "cnn",
+                "channels": channels,
+                "kernel": problem.model.kernel,
+                "stride": problem.model.stride,
+                "image_shape": list(problem.image_shape),
+                "positions": problem.n_positions,
+                "bias": problem.model.bias,
+            },
+            "singular_values": [float(v) for v in s],
+            "u1": u1.tolist(),
+            "v1": v1.tolist(),
+            "gap": float(s[0] / s2) if s2 > 0 else None,
+        }
+    )
     if linear:
         c = model.coefficient
         out["coefficient"] = c

@@ -41,12 +41,41 @@ PREDICTED_MERGE = 1e-6
 """Limit directions closer than ``1 − cos < 1e-6`` are one orientation (they converge to
 machine precision; distinct orientations are far apart)."""
 
-_solve_one = eqx.filter_jit(solve_blowup)
+solve_one = eqx.filter_jit(solve_blowup)
+""":func:`~effdyn.dynamics.blowup.solve_blowup`, compiled once per model shape and shared by
+every caller (fully connected, CNN, the agreement cards)."""
 
 
 def _num(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def contract_keys(
+    deriv: Derivation, traj, opts: SolverOptions, scales, z_norm: float, warnings: list[str]
+) -> dict:
+    """The contract's keys of ``effdyn predict`` (ARCHITECTURE.md) from one solve ``traj``."""
+    code = Result(int(traj.result))
+    return {
+        "kind": "blowup" if deriv.field_degree >= 2 else "exponential",
+        "t_star": _num(traj.t_star),
+        "growth_rate": _num(traj.growth_rate),
+        "t_escape": _num(traj.t_escape),
+        "result": code.name.lower(),
+        "message": describe(
+            code,
+            energy0=float(traj.energy0),
+            field_norm0=float(traj.field_norm0),
+            z_norm=z_norm,
+            horizon=float(traj.horizon),
+        ),
+        "degree": deriv.degree,
+        "field_degree": deriv.field_degree,
+        "epsilon": [float(e) for e in scales],
+        "energy0": float(traj.energy0),
+        "solver": {"steps": int(traj.steps), "rtol": opts.rtol, "atol": opts.atol},
+        "warnings": warnings,
+    }
 
 
 def predict(problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False) -> dict:
@@ -64,29 +93,12 @@ def predict(problem: Problem, opts: SolverOptions | None = None, *, progress: bo
     params0 = initial_params(problem)
     xt, y = problem.inputs(), problem.data.y
     model = effective_model(deriv, xt, y, params0)
-    traj = _solve_one(model, flatten(params0), opts)
+    traj = solve_one(model, flatten(params0), opts)
     code = Result(int(traj.result))
     z = y.T @ xt / len(xt)
-    out = {
-        "kind": "blowup" if deriv.field_degree >= 2 else "exponential",
-        "t_star": _num(traj.t_star),
-        "growth_rate": _num(traj.growth_rate),
-        "t_escape": _num(traj.t_escape),
-        "result": code.name.lower(),
-        "message": describe(
-            code,
-            energy0=float(traj.energy0),
-            field_norm0=float(traj.field_norm0),
-            z_norm=float(np.linalg.norm(z)),
-            horizon=float(traj.horizon),
-        ),
-        "degree": deriv.degree,
-        "field_degree": deriv.field_degree,
-        "epsilon": [float(s) for s in problem.init.scales],
-        "energy0": float(traj.energy0),
-        "solver": {"steps": int(traj.steps), "rtol": opts.rtol, "atol": opts.atol},
-        "warnings": _warnings(deriv),
-    }
+    out = contract_keys(
+        deriv, traj, opts, problem.init.scales, float(np.linalg.norm(z)), _warnings(deriv)
+    )
     if deriv.field_degree == 1 and deriv.depth == 2 and deriv.smooth:
         # Two-layer p = 1: each neuron's block is c_1 [[0, Z], [Zᵀ, 0]] (THEORY.md §3.1).
         out["growth_rate"] = abs(float(deriv.activations[0].coefficient)) * float(
