@@ -63,7 +63,6 @@ def quadratic_rows(y0, stop):
         rtol=1e-8,
         atol=1e-12,
         max_steps=10_000,
-        unroll=True,
     )
 
 

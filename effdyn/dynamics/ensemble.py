@@ -9,8 +9,9 @@ trajectory has its own step size and accept/reject decision.
   of :func:`~effdyn.dynamics.blowup.is_done`); ``T*`` is read there with the tail
   correction. One that passes its horizon, or turns non-finite, freezes too.
 - On the CPU this is several times faster than ``vmap`` over per-trajectory diffrax solves
-  (whose per-step overhead dominates for small states) and about twice as fast as one
-  shared-step ODE for the whole chunk (which takes every row's smallest step).
+  (whose per-step overhead dominates for small states), and takes far fewer steps than one
+  shared-step ODE for the whole chunk, which takes every row's smallest step (benchmark
+  problem: 36 accepted steps per trajectory against 118–178).
 - Chunks bound how long a slow trajectory holds the others back, keep the working set in
   cache, and all have the same shape, so the solve compiles once.
 - The results agree with :func:`~effdyn.dynamics.blowup.solve_blowup` (diffrax) to the
@@ -103,7 +104,6 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
         rtol=opts.rtol,
         atol=opts.atol,
         max_steps=opts.max_steps,
-        unroll=True,
     )
     (u, log_r, t), status = out["y"], out["status"]
     finite = jnp.all(jnp.isfinite(u), axis=1) & jnp.isfinite(log_r) & jnp.isfinite(t)

@@ -38,7 +38,6 @@ enable_x64()
 _STAGES = _dop.N_STAGES  # 12
 _A = np.asarray(_dop.A[:_STAGES, :_STAGES], dtype=np.float64)
 _B = np.asarray(_dop.B, dtype=np.float64)
-_C = np.asarray(_dop.C[:_STAGES], dtype=np.float64)
 _E3 = np.asarray(_dop.E3, dtype=np.float64)  # over the 12 stages and f(y_{n+1})
 _E5 = np.asarray(_dop.E5, dtype=np.float64)
 _ORDER_ERR = 7  # the step-size exponent is −1/(7 + 1)
@@ -79,9 +78,13 @@ def _row_sum(tree) -> jax.Array:
     return sum(jnp.sum(a.reshape(a.shape[0], -1), axis=1) for a in leaves)
 
 
+def _sq_norm(tree, scale) -> jax.Array:
+    """``Σ (a/s)²`` over each row: ``(B,)``."""
+    return _row_sum(jax.tree.map(lambda a, s: (a / s) ** 2, tree, scale))
+
+
 def _rms(tree, scale) -> jax.Array:
-    sq = jax.tree.map(lambda a, s: (a / s) ** 2, tree, scale)
-    return jnp.sqrt(_row_sum(sq) / _row_size(tree))
+    return jnp.sqrt(_sq_norm(tree, scale) / _row_size(tree))
 
 
 def _row_size(tree) -> int:
@@ -97,20 +100,6 @@ def _all_finite(tree) -> jax.Array:
     return _row_sum(jax.tree.map(lambda a: ~jnp.isfinite(a), tree)) == 0
 
 
-def _stages_rolled(f, y, fy, h) -> list:
-    """The 12 stage derivatives by a loop over a ``(12, B, …)`` buffer (``f`` traced once)."""
-    a = jnp.asarray(_A)
-    buf = jax.tree.map(lambda v: jnp.zeros((_STAGES, *v.shape), v.dtype).at[0].set(v), fy)
-
-    def stage(i, buf):
-        dy = jax.tree.map(lambda b: jnp.tensordot(a[i], b, axes=1), buf)
-        k = f(_axpy(y, h, dy))
-        return jax.tree.map(lambda b, v: b.at[i].set(v), buf, k)
-
-    buf = jax.lax.fori_loop(1, _STAGES, stage, buf)
-    return [jax.tree.map(lambda b, i=i: b[i], buf) for i in range(_STAGES)]
-
-
 def integrate_rows(
     f: Callable,
     y0,
@@ -120,7 +109,6 @@ def integrate_rows(
     rtol: float,
     atol: float,
     max_steps: int,
-    unroll: bool = False,
 ) -> dict:
     """Integrate ``y' = f(y)`` row by row from ``y0`` until every row has stopped.
 
@@ -129,9 +117,6 @@ def integrate_rows(
     booleans. Returns ``y``, ``f`` (at ``y``), ``tau`` (the time reached), ``status`` (see
     the row status constants), ``steps`` (accepted) and ``attempts`` per row. Rows with
     ``alive`` false at the start are frozen at once.
-
-    ``unroll``: trace the 12 stages one by one (``f`` traced 12 times: slower to compile,
-    a little faster to run) instead of a loop over a stage buffer.
     """
     n = _row_size(y0)
     f0 = f(y0)
@@ -162,20 +147,17 @@ def integrate_rows(
     def body(state):
         y, fy, tau, h, status, steps, attempts, rejected = state
         running = status == RUNNING
-        if unroll:
-            ks = [fy]
-            for i in range(1, _STAGES):
-                ks.append(f(_axpy(y, h, _combine(_A[i, :i], ks))))
-        else:
-            ks = _stages_rolled(f, y, fy, h)
+        ks = [fy]
+        for i in range(1, _STAGES):  # unrolled: each stage combines only its non-zero a_ij
+            ks.append(f(_axpy(y, h, _combine(_A[i, :i], ks))))
         y_new = _axpy(y, h, _combine(_B, ks))
         f_new = f(y_new)
         ks.append(f_new)
         scale = jax.tree.map(
             lambda a, b: atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y, y_new
         )
-        e5 = _rms(_combine(_E5, ks), scale) ** 2 * n
-        e3 = _rms(_combine(_E3, ks), scale) ** 2 * n
+        e5 = _sq_norm(_combine(_E5, ks), scale)
+        e3 = _sq_norm(_combine(_E3, ks), scale)
         denom = e5 + 0.01 * e3
         err = jnp.where(denom > 0, jnp.abs(h) * e5 / jnp.sqrt(jnp.maximum(denom, 1e-300) * n), 0)
         finite = _all_finite(y_new) & jnp.isfinite(err)
