@@ -210,6 +210,20 @@ def _print_comparison(r: dict) -> None:
             f"  {stage} (t = {fmt(s['t'])}): {s['n_grown']} grown, median |cos| with "
             f"prediction {fmt(a.get('median_abs_cos'))}; {counts}"
         )
+    kernels = m.get("kernels")
+    if kernels:  # a two-layer CNN: every kernel against ±u₁
+        stage = (m["initial_stage"] or {}).get("kernels") or {}
+        print(
+            f"  kernels at {kernels['at']} (t = {fmt(kernels['t'])}): median |cos| with ±u1 "
+            f"{fmt(kernels['median_abs_cos'])} (min {fmt(kernels['min_abs_cos'])}, "
+            f"{kernels['n']} kernels), median misalignment {fmt(kernels['misalignment'])}"
+        )
+        if stage:
+            print(
+                f"  kernels at the end of the initial stage: median misalignment "
+                f"{fmt(stage['misalignment'])} (exact linear effective solution: "
+                f"{fmt(stage.get('misalignment_effective'))})"
+            )
     if r.get("paper_claim"):
         print(f"  paper: {r['paper_claim']['lines']} line(s) — {r['paper_claim']['source']}")
     if "first_neuron_matches" in q:

@@ -281,7 +281,7 @@ def test_predict_is_deterministic(digits_small):
     assert json.dumps(predict(p), sort_keys=True) == json.dumps(r, sort_keys=True)
 
 
-def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small, tmp_path):
+def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small, tmp_path, capsys):
     """Issue 7's criteria on real GD, through ``effdyn compare``: median |cos(W_β, ±u₁)| ≥ 0.95
     at the measured escape, and measured escape / predicted t_escape in [0.9, 1.1]
     (measured 1.03: GD at lr·s₁ = 0.04 and the O(s²) tanh correction shift it by a few %).
@@ -305,6 +305,13 @@ def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small,
     assert stage["misalignment"] == pytest.approx(stage["misalignment_effective"], rel=0.3)
     assert "kernels.png" in result["figures"] and (tmp_path / "kernels.png").stat().st_size
     assert "CNN 16 kernels 3×3" in result["setting"]
+    # the terminal summary of `effdyn compare` carries the kernel lines too
+    from effdyn.cli import _print_comparison
+
+    _print_comparison(result)
+    printed = capsys.readouterr().out
+    assert "kernels at escape" in printed and "16 kernels" in printed
+    assert "kernels at the end of the initial stage" in printed
 
 
 def test_predicted_misalignment_rate_on_the_effective_solution():

@@ -177,7 +177,8 @@ def train(
             )
             losses = np.asarray(losses)[: min(chunk, steps - start)]
             pieces.append(losses)
-            pre_pieces.append(np.asarray(pre)[: len(losses)])
+            # each step left a few partial maxima (see _partial_max): finish the max here
+            pre_pieces.append(np.max(np.asarray(pre)[: len(losses)], axis=1))
             bar(len(losses), losses[-1])
             bad = ~np.isfinite(losses)
             if bad.any():
@@ -265,7 +266,7 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
             loss, grads = value_and_grad(params, xt, y)
             # The largest first-layer pre-activation |w_k·x̃_i| (THEORY.md §5): the
             # leading-order expansion of σ holds while it is small.
-            pre = jnp.max(jnp.abs(xt @ params[0].T))
+            pre = _partial_max(jnp.abs(xt @ params[0].T))
             # Snapshot θ_k if k is the next scheduled step: every step writes θ_k into the
             # buffer, into the spare row unless scheduled (cheaper than a conditional copy).
             hit = k == snap_steps[jnp.minimum(slot, spare - 1)]
@@ -288,6 +289,16 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
         return lax.scan(step, carry, jnp.arange(chunk))
 
     return jax.jit(run_chunk, donate_argnums=0)
+
+
+def _partial_max(a: jax.Array) -> jax.Array:
+    """Maxima of ``a`` over ``lanes`` interleaved slices (``lanes`` = 8, 4, 2 or 1, the largest
+    that divides ``a.size``): their max is ``max(a)``. XLA's CPU reduction of a whole array to
+    one scalar runs as a serial chain (plus a separate tiny reduction); reducing to a short
+    vector vectorizes across the lanes and saves ~10% of a GD step (Fig. 2 setting). The
+    caller takes the last max outside the compiled loop."""
+    lanes = next(w for w in (8, 4, 2, 1) if a.size % w == 0)
+    return jnp.max(a.reshape(-1, lanes), axis=0)
 
 
 @functools.lru_cache(maxsize=64)
