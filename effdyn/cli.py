@@ -212,7 +212,7 @@ def _print_comparison(r: dict) -> None:
         )
     kernels = m.get("kernels")
     if kernels:  # a two-layer CNN: every kernel against ±u₁
-        stage = (m["initial_stage"] or {}).get("kernels") or {}
+        stage = m["initial_stage"].get("kernels")
         print(
             f"  kernels at {kernels['at']} (t = {fmt(kernels['t'])}): median |cos| with ±u1 "
             f"{fmt(kernels['median_abs_cos'])} (min {fmt(kernels['min_abs_cos'])}, "

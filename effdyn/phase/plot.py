@@ -157,5 +157,5 @@ def plot_rd_over_widths(
         ax.set_ylabel(f"log RD({layer})")
         ax.set_title(f"layer {layer}: S < 0 linear, S > 0 condensed", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(_title("relative change of the input weights over widths", title), fontsize=9)
+    fig.suptitle(_title("relative change of each layer's weights over widths", title), fontsize=9)
     return save_figure(fig, path)
