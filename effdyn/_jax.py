@@ -1,12 +1,44 @@
-"""JAX set-up shared by every module that computes with JAX.
+"""float64 for effdyn's own computations, scoped (docs/precision.md).
 
-The theory side runs in float64 (THEORY.md §3.2: in float32 the blow-up solver stalls before
-``T*``), so any module that imports JAX calls :func:`enable_x64` first.
+The theory side needs float64: in float32 the blow-up solver stalls before ``T*``
+(docs/theory/blowup.md). effdyn never flips ``jax_enable_x64`` for the user's program.
+Instead its entry points run inside JAX's scoped context ``jax.enable_x64(True)``
+(:func:`float64`, or the decorator :func:`in_float64`): arrays and compiled functions built
+inside are float64, and the user's setting is back as it was on return.
+
+Arrays effdyn hands back are numpy arrays or float64 JAX arrays. Arithmetic on a float64 JAX
+array *outside* the context follows the user's setting (JAX then computes in float32), so
+convert with ``numpy.asarray`` first, or call effdyn's functions, which re-enter the
+context themselves.
 """
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 
+F = TypeVar("F", bound=Callable)
+
+
+def float64():
+    """The scoped float64 context: ``with float64(): ...`` computes in float64."""
+    return jax.enable_x64(True)
+
+
+def in_float64(fn: F) -> F:
+    """Decorate ``fn`` so that it runs (and traces) inside :func:`float64`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 def enable_x64() -> None:
-    """Switch JAX to float64 (idempotent)."""
+    """Transitional: switches float64 on globally. Being removed (see the module doc)."""
     jax.config.update("jax_enable_x64", True)
