@@ -29,10 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jax import enable_x64
-from . import rowwise
+from ..results import Result
 from .blowup import DEFAULT_OPTIONS, SolverOptions, settle_tolerance
 from .model import EffectiveModel
-from .results import Result
 from .rowwise import integrate_rows
 
 enable_x64()
@@ -109,16 +108,16 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     finite = jnp.all(jnp.isfinite(u), axis=1) & jnp.isfinite(log_r) & jnp.isfinite(t)
     u = u / jnp.linalg.norm(u, axis=1, keepdims=True)
     g = out["f"][1]
-    grown = status == rowwise.DONE
+    grown = status == int(Result.CONVERGED)
     t_star = t + jnp.exp(-(k - 1) * log_r) / ((k - 1) * g) if k >= 2 else jnp.nan * t
     code = jnp.select(
         [
             ~jnp.all(jnp.isfinite(thetas), axis=1),
             norms == 0,
-            ~finite | (status == rowwise.NONFINITE),
+            ~finite | (status == int(Result.NONFINITE)),
             grown,
-            status == rowwise.OUT_OF_STEPS,
-            status == rowwise.STEP_UNDERFLOW,
+            status == int(Result.MAX_STEPS),
+            status == int(Result.SOLVER_FAILED),
         ],
         [
             Result.NONFINITE,
