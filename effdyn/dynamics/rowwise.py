@@ -28,7 +28,15 @@ Row statuses are :class:`effdyn.results.Result` codes: ``RUNNING`` (still integr
 and ``NONFINITE`` (it underflowed because every proposal was non-finite: the field
 overflows or returns NaN there).
 
-Why hand-written: MEASURED_SPEEDUP
+Why hand-written: ``benchmarks/ensemble_vs_scipy.py`` runs the ensemble and
+``jit(vmap(diffrax.diffeqsolve))`` (Dopri8, the same tolerances, stopping rule and chunks of
+32, ``ForwardMode``, ``SaveAt(t1=True)``) interleaved in one process. On 2 shared CPU cores
+(N = 2000 depth-3 tanh nets of width 20, rtol 1e-8, compile excluded, fastest of 5 repeats)
+it measured 463 trajectories/s here against 136 for diffrax: 3.4× (the benchmark's bar is
+2×), with the same accepted steps (36.4 against 35.5 per trajectory) and ``T*`` agreeing to
+4e-9. The difference is per-step overhead: diffrax's vmapped loop carries and selects its
+whole solver state every step, and its event needs one more field evaluation per step (this
+loop reuses ``f(y_{n+1})``).
 
 :func:`integrate_rows` traces JAX code and is meant to be called inside ``jit`` (the
 ensemble's compiled chunk solve), which fixes the precision; nothing here builds a JAX array
