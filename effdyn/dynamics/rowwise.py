@@ -34,9 +34,10 @@ Why hand-written: ``benchmarks/ensemble_vs_scipy.py`` runs the ensemble and
 (N = 2000 depth-3 tanh nets of width 20, rtol 1e-8, compile excluded, fastest of 5 repeats)
 it measured 463 trajectories/s here against 136 for diffrax: 3.4× (the benchmark's bar is
 2×), with the same accepted steps (36.4 against 35.5 per trajectory) and ``T*`` agreeing to
-4e-9. The difference is per-step overhead: diffrax's vmapped loop carries and selects its
-whole solver state every step, and its event needs one more field evaluation per step (this
-loop reuses ``f(y_{n+1})``).
+4e-9. Field evaluations explain only ~1.2× of it (per step, Dopri8 makes 13 new ones plus
+one for the event, which diffrax does not hand ``f(y)``; this loop makes 12, ``f(y_{n+1})``
+serving as the next first stage and the ``done`` test's input); the rest is per-step
+overhead of the vmapped diffrax loop (not profiled).
 
 :func:`integrate_rows` traces JAX code and is meant to be called inside ``jit`` (the
 ensemble's compiled chunk solve), which fixes the precision; nothing here builds a JAX array
