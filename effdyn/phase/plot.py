@@ -19,7 +19,9 @@ import numpy as np
 from ..plotting import _pyplot, _title, save_figure
 from .diagrams import diagram, rd_field
 from .three_layer import plane_name
-from .two_layer import NAMED_INITS
+from .two_layer import EXPONENTS, NAMED_INITS
+
+_GAMMA, _GAMMA_PRIME = EXPONENTS
 
 _LABELS = {
     "gamma": "γ",
@@ -47,7 +49,7 @@ def plot_phase_diagram(groups: list[dict], kind: str, path, title: str) -> str:
     plt = _pyplot()
     if kind == "two_layer":
         fig, ax = plt.subplots(figsize=(6.0, 5.0))
-        _panel(ax, groups, "W1", "gamma_prime", "gamma", "slope S of RD(W1)")
+        _panel(ax, groups, "W1", _GAMMA_PRIME, _GAMMA, "slope S of RD(W1)")
         _two_layer_boundaries(ax, groups)
         ax.set_title(_title("two-layer phase diagram (Luo et al. 2021)", title), fontsize=9)
         return save_figure(fig, path)
@@ -91,8 +93,8 @@ def _panel(ax, groups, layer, x_key, y_key, label) -> None:
 
 
 def _two_layer_boundaries(ax, groups) -> None:
-    gps = [float(g.get("gamma_prime", 0.0)) for g in groups] + [v[1] for v in NAMED_INITS.values()]
-    gs = [float(g.get("gamma", 1.0)) for g in groups] + [v[0] for v in NAMED_INITS.values()]
+    gps = [float(g.get(_GAMMA_PRIME, 0.0)) for g in groups] + [v[1] for v in NAMED_INITS.values()]
+    gs = [float(g.get(_GAMMA, 1.0)) for g in groups] + [v[0] for v in NAMED_INITS.values()]
     lo, hi = min(gps + [-0.5]) - 0.25, max(gps + [1.0]) + 0.25
     ax.plot([lo, 0.0], [1.0, 1.0], color="k", lw=1.5, label="critical (theory)")
     ax.plot([0.0, hi], [1.0, hi + 1.0], color="k", lw=1.5)
