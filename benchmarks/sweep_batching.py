@@ -1,14 +1,15 @@
 """Sweep points per second: the local executor's vmapped batches vs one point at a time.
 
-The setting: the two-layer ReLU phase diagram (THEORY.md §4.1) on the ``zhou2022-fig5`` data
-(d = 1 with a bias column, n = 40), ``--points`` points (default 32) of ONE width (``--width``,
-default 100) — ``--points / 4`` values of γ in [0.5, 1.75] at γ' = 0, four seeds each — trained
-for a fixed number of full-batch GD steps (``--steps``, default 2000; ``tol = 0`` so no point
-stops early, and the chunk is the whole run).
+The setting: the two-layer ReLU phase diagram (docs/theory/phase-diagrams.md#two-layer) on the
+``zhou2022-fig5`` data (d = 1 with a bias column, n = 40), ``--points`` points (default 32) of
+ONE width (``--width``, default 100) — ``--points / 4`` values of γ in [0.5, 1.75] at γ' = 0,
+four seeds each — trained for a fixed number of full-batch GD steps (``--steps``, default 2000;
+``tol = 0`` so no point stops early, and the chunk is the whole run).
 
-- batched: :class:`effdyn.sweeps.executors.LocalExecutor` with a batch size of ``--points``:
-  the points share one batching key (:func:`effdyn.phase.point_shape`, the width), so they are
-  ONE call of :func:`effdyn.phase.evaluate_points`, i.e. one ``jax.vmap``-ed training run.
+- batched: :class:`effdyn.sweeps.executors.LocalExecutor` with a batch size of ``--points``
+  running the phase study (:func:`effdyn.phase.phase_study`): the points share one batching
+  key (:func:`effdyn.phase.point_shape`, the width), so they are ONE call of
+  :func:`effdyn.phase.evaluate_points`, i.e. one ``jax.vmap``-ed training run.
 - one by one: a loop calling ``evaluate_points`` with a single-point list per point.
 
 Both first run once untimed (compiling the two batch shapes), then the median of
@@ -52,7 +53,7 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from effdyn.phase import evaluate_points
+    from effdyn.phase import evaluate_points, phase_study, sweep_from_table
     from effdyn.problem import problem_from_dict
     from effdyn.sweeps.executors import LocalExecutor
     from effdyn.sweeps.spec import point_id
@@ -71,15 +72,19 @@ def main() -> None:
         for s in range(n_seeds)
     ][: args.points]
     options = {"tol": 0.0, "max_steps": args.steps, "chunk": args.steps}
-    from effdyn.phase import point_shape
+    spec = sweep_from_table(
+        {"gamma": sorted({p["gamma"] for p in points}), "gamma_prime": [0.0],
+         "widths": [args.width], "seeds": list(range(n_seeds))}
+    )  # fmt: skip
+    study = phase_study(problem, spec, options)
 
     executor = LocalExecutor(batch_size=len(points))
-    batches = executor.plan("two_layer", points, point_shape)
+    batches = executor.plan(points, study.batch_key)
     assert len(batches) == 1, "the points should form one batch"
 
     def batched():
         out = {}
-        for batch, results in executor.map(evaluate_points, "two_layer", problem, batches, options):
+        for batch, results in executor.map(study.run_points, batches):
             out.update({point_id(p): r for p, r in zip(batch, results, strict=True)})
         return out
 

@@ -251,7 +251,7 @@ def phase_diagram_command(
     """Sweep initialization scales and draw the phase diagram; resumable (finished points kept)."""
     if executor not in ("local", "dask"):
         raise EffdynError(f"--executor must be 'local' or 'dask', got {executor!r}")
-    from .sweeps.run import phase_diagram
+    from .phase.diagram import phase_diagram
 
     result = phase_diagram(
         sweep, out, executor=executor, scheduler=scheduler, progress=not json_out
@@ -260,7 +260,7 @@ def phase_diagram_command(
 
 
 def _print_phase(r: dict) -> None:
-    from .sweeps.run import summary_lines
+    from .phase.diagram import summary_lines
 
     for line in summary_lines(r):
         print(line)

@@ -1,8 +1,10 @@
-"""A fake, instant "science" module for the sweep engine's tests (``effdyn.phase``'s interface).
+"""A fake, instant science for the sweep engine's tests: a :class:`~effdyn.sweeps.study.Study`.
 
-Results follow a deterministic formula of the point, so two runs (local, Dask, interrupted
-and resumed) must store equal values. Behaviour is steered by a JSON file named by the
-environment variable ``EFFDYN_FAKE_CONFIG``, read on every call so that worker processes
+It declares its own grid (two float dims ``gamma``, ``gamma_prime`` and two int dims
+``width``, ``seed``) and fields, as any science module would; the engine knows none of these
+names. Results follow a deterministic formula of the point, so two runs (local, Dask,
+interrupted and resumed) must store equal values. Behaviour is steered by a JSON file named by
+the environment variable ``EFFDYN_FAKE_CONFIG``, read on every call so that worker processes
 started once follow each test's settings:
 
 - ``sleep``: seconds to sleep per batch (before logging "done");
@@ -13,21 +15,34 @@ started once follow each test's settings:
 - ``raise``: point ids whose batch raises ``RuntimeError``.
 
 Importable by Dask workers (the tests put ``tests/`` on their ``PYTHONPATH``); imports only
-the standard library and numpy.
+the standard library and effdyn's sweep declarations.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
 
-import numpy as np
+from effdyn.sweeps.spec import Dim, Field, SweepSpec, point_id
+from effdyn.sweeps.study import Study
 
-from effdyn.sweeps.spec import point_id
-
-LAYERS = {"two_layer": ("W1", "W2"), "three_layer": ("W1", "W2", "W3")}
+GRID = {
+    "gamma": [0.5, 1.0, 1.75],
+    "gamma_prime": [0.0, 0.5],
+    "width": [10, 20, 40],
+    "seed": [0, 1],
+}  # 36 points
+INTS = ("width", "seed")
+FIELDS = (
+    Field("rd_W1"),
+    Field("rd_W2"),
+    Field("final_loss_ratio"),
+    Field("steps", "int64"),
+    Field("lr"),
+)
 
 
 def config() -> dict:
@@ -47,28 +62,33 @@ def _append(path: str, text: str) -> None:
         os.close(fd)
 
 
-def point_shape(kind: str, point: dict) -> tuple:
-    return (kind, int(point["width"]))
+def spec(grid: dict | None = None, options: dict | None = None) -> SweepSpec:
+    """The fake's declaration: one dim per key of ``grid`` (float, or int for width/seed)."""
+    grid = GRID if grid is None else grid
+    dims = tuple(
+        Dim(k, tuple(v), "int64" if k in INTS else "float64", None if k in INTS else 1)
+        for k, v in grid.items()
+    )
+    return SweepSpec("fake", dims, FIELDS, tuple((options or {}).items()), "fake")
 
 
-def exponents(kind: str, point: dict) -> tuple[float, float]:
-    if kind == "two_layer":
-        return point["gamma"], point["gamma_prime"]
-    return point["gamma_1"], point["gamma_2"]
+def study(grid: dict | None = None, evaluate=None, fingerprint: str | None = None) -> Study:
+    """The fake study: :func:`evaluate_points` batched by :func:`point_shape`."""
+    return Study(spec(grid), evaluate or functools.partial(evaluate_points, "fake"),
+                 point_shape, fingerprint)  # fmt: skip
 
 
-def formula(kind: str, point: dict) -> dict:
+def point_shape(point: dict) -> int:
+    return int(point["width"])
+
+
+def formula(point: dict) -> dict:
     """The fake result: RD ~ m^(g1 - 1) and m^(g2 - 0.5), a little seed dependence."""
-    g1, g2 = exponents(kind, point)
+    g1, g2 = point["gamma"], point["gamma_prime"]
     m, seed = int(point["width"]), int(point["seed"])
-    result = {
+    return {
         "rd_W1": (1 + 0.1 * seed) * m ** (g1 - 1.0),
         "rd_W2": (1 + 0.05 * seed) * m ** (g2 - 0.5),
-    }
-    if kind == "three_layer":
-        result["rd_W3"] = m ** (0.5 * (g1 + g2) - 1.0)
-    return {
-        **result,
         "final_loss_ratio": 1e-3 * (1 + g1 * g1),
         "steps": 100 + m,
         "lr": 0.1 / m,
@@ -76,7 +96,7 @@ def formula(kind: str, point: dict) -> dict:
     }
 
 
-def evaluate_points(kind, base_problem, points, train_options=None) -> list[dict]:
+def evaluate_points(name: str, points: list[dict]) -> list[dict]:
     cfg = config()
     ids = [point_id(p) for p in points]
     log = cfg.get("log")
@@ -87,53 +107,10 @@ def evaluate_points(kind, base_problem, points, train_options=None) -> list[dict
     time.sleep(float(cfg.get("sleep", 0.0)))
     results = []
     for point, pid in zip(points, ids, strict=True):
-        result = formula(kind, point)
+        result = formula(point)
         if pid in cfg.get("fail", []):
             result = {**result, "rd_W1": math.nan, "error": "fake failure\nsecond line"}
         results.append(result)
     if log:
         _append(log, "".join(f"done {os.getpid()} {pid}\n" for pid in ids))
     return results
-
-
-def slopes(kind: str, pairs: list) -> list[dict]:
-    groups: dict[tuple, list] = {}
-    for point, result in pairs:
-        key = tuple((k, v) for k, v in point.items() if k not in ("width", "seed"))
-        groups.setdefault(key, []).append((point, result))
-    out = []
-    for key, members in groups.items():
-        widths = sorted({int(p["width"]) for p, _ in members})
-        fitted = {}
-        for layer in LAYERS[kind]:
-            means = [
-                np.mean([math.log(r[f"rd_{layer}"]) for p, r in members if p["width"] == m])
-                for m in widths
-            ]
-            fitted[layer] = (
-                float(np.polyfit(np.log(widths), means, 1)[0]) if len(widths) > 1 else math.nan
-            )
-        regime = {
-            k: "unknown"
-            if math.isnan(s)
-            else "critical"
-            if abs(s) <= 0.1
-            else ("condensed" if s > 0 else "linear")
-            for k, s in fitted.items()
-        }
-        out.append(
-            {
-                **dict(key),
-                "slopes": fitted,
-                "regime": regime,
-                "widths": widths,
-                "n_seeds": len({p["seed"] for p, _ in members}),
-            }
-        )
-    return out
-
-
-def plot_phase_diagram(groups, kind, path, title) -> str:
-    with open(path, "w") as handle:
-        json.dump({"kind": kind, "title": title, "n": len(groups)}, handle)
-    return str(path)

@@ -7,9 +7,9 @@ with ``h = relu(x̃ W1ᵀ)``, ``f = μ h aᵀ``, ``r = f − y``, ``R = (1/2n) �
     ∂R/∂a = (μ/n) rᵀ h,      ∂R/∂W1 = (μ/n) ((r a) ⊙ 1[x̃ W1ᵀ > 0])ᵀ x̃ ),
 
 and the slopes of synthetic power laws are the exponents put in. The physics tests compare
-with Luo et al. 2021 (two-layer, ReLU, γ' = 0: slopes −0.506, 0.007, 0.372 at γ = 0.5, 1, 1.75)
-and with Zhou et al. 2022's finding that the two hidden layers of one three-layer network can
-sit in different regimes.
+with Luo et al. 2021, arXiv 2007.07497 (two-layer, ReLU, γ' = 0: slopes −0.506, 0.007, 0.372 at
+γ = 0.5, 1, 1.75) and with the finding of Zhou et al. 2022, arXiv 2205.12101, that the two
+hidden layers of one three-layer network can sit in different regimes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from effdyn.phase import (
     three_layer,
     two_layer,
 )
-from effdyn.phase.regimes import fit_slope, measured_regime, relative_distance
+from effdyn.phase.regimes import fit_slope, measured_regime, relative_distance, train_batch
 from effdyn.problem import problem_from_dict
+from effdyn.results import Result
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAPER_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}  # Luo et al. 2021, ReLU, γ' = 0
@@ -67,7 +68,10 @@ def test_parametrization_recovers_kappas():
         gamma, gamma_prime = rng.uniform(-1, 3), rng.uniform(-2, 2)
         m = int(rng.integers(2, 100_000))
         alpha, beta1, beta2 = two_layer.scales(gamma, gamma_prime, m)
-        kappa, kappa_prime = beta1 * beta2 / alpha, beta1 / beta2  # by hand (THEORY.md §4.1)
+        kappa, kappa_prime = (
+            beta1 * beta2 / alpha,
+            beta1 / beta2,
+        )  # by hand (docs/theory/phase-diagrams.md#two-layer)
         assert -math.log(kappa) / math.log(m) == pytest.approx(gamma, abs=1e-10)
         assert -math.log(kappa_prime) / math.log(m) == pytest.approx(gamma_prime, abs=1e-10)
         assert alpha == 1.0
@@ -259,6 +263,29 @@ def test_nonfinite_point_is_an_error_value_and_leaves_the_others_alone():
     # A huge learning rate for everyone, through train_options.
     (only,) = evaluate_points("two_layer", base, [good[0]], train_options={"lr": 1e6})
     assert "non-finite" in only["error"] and math.isnan(only["rd_W2"])
+
+
+def test_member_statuses_are_result_codes():
+    """A member at its tolerance is CONVERGED, one still running at max_steps MAX_STEPS, one
+    whose loss overflows NONFINITE; the run computes in float64 even where the caller's
+    context is float32 (docs/precision.md)."""
+    import jax
+
+    base = _fig5()
+    xt, y = base.inputs(), base.data.y
+    m = 20
+    w1, w2 = two_layer.initial_params(0.5, 0.0, m, 0, xt.shape[1])
+    params0 = (np.stack([w1] * 3), np.stack([w2] * 3))
+    lr = two_layer.learning_rate(0.5, 0.0, m)
+    with jax.enable_x64(False):
+        run = train_batch(
+            ("relu",), params0, [1.0, 1.0, 1.0], [lr, lr * 1e-6, 1e6], xt, y,
+            tol=0.5, max_steps=400, chunk=100,
+        )  # fmt: skip
+    codes = [Result.from_value(c) for c in run.status]
+    assert codes == [Result.CONVERGED, Result.MAX_STEPS, Result.NONFINITE]
+    assert run.steps[1] == 400 and run.steps[0] < 400
+    assert all(isinstance(w, np.ndarray) and w.dtype == np.float64 for w in run.params)
 
 
 def test_interface_errors():

@@ -157,7 +157,7 @@ def test_examples_load():
     assert {f.name for f in files} >= {"fig2_tanh.toml", "fig5_xtanh.toml", "depth3_mixed.toml"}
     for f in files:
         if "[sweep]" in f.read_text():  # sweep files: a problem plus [sweep], width per point
-            from effdyn.sweeps.spec import load_sweep
+            from effdyn.phase.sweep_file import load_sweep
 
             load_sweep(f)
         else:

@@ -1,8 +1,10 @@
-"""The sweep engine: spec validation, the resumable store, local and Dask executors.
+"""The sweep engine: its declarations, the resumable store, local and Dask executors; and the
+phase science's sweep files (the contract of docs/problem-files.md#sweep).
 
-Everything here runs the FAKE science of ``tests/sweep_fake.py`` (instant, deterministic), so
-these tests check the engine only: resuming after SIGKILL, retrying failures, and Dask with a
-real scheduler and worker processes on loopback (one of them killed mid-run).
+The engine tests run the FAKE study of ``tests/sweep_fake.py`` (instant, deterministic; its
+own dims and fields), so they check the engine only: resuming after SIGKILL, retrying
+failures, and Dask with a real scheduler and worker processes on loopback (one of them killed
+mid-run). The last tests run :func:`effdyn.phase.phase_diagram` on tiny real sweeps.
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ import numpy as np
 import pytest
 import sweep_fake
 import xarray as xr
+import zarr
 
 from effdyn.errors import EffdynError
+from effdyn.phase import phase_diagram
+from effdyn.phase.sweep_file import load_sweep, sweep_from_table
+from effdyn.results import NAME_TABLE, Result
 from effdyn.sweeps.executors import LocalExecutor, make_batches
-from effdyn.sweeps.run import phase_diagram
-from effdyn.sweeps.spec import SweepSpec, load_sweep, point_id, sweep_from_table
-from effdyn.sweeps.store import (
-    STATUS_DONE,
-    STATUS_FAILED,
-    STATUS_PENDING,
-    SweepStore,
-    open_store,
-)
+from effdyn.sweeps.run import run_sweep
+from effdyn.sweeps.spec import Dim, Field, SweepSpec, point_id
+from effdyn.sweeps.store import SweepStore, open_store
+from effdyn.sweeps.study import Study
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -44,6 +45,7 @@ TWO_LAYER = {
     "widths": [10, 20, 40],
     "seeds": [0, 1],
 }  # 36 points
+CONTRACT = {k: v for k, v in TWO_LAYER.items() if k != "kind"}
 
 
 def write_sweep(path: Path, sweep: dict | None = None, depth: int = 2, extra: str = "") -> Path:
@@ -79,8 +81,9 @@ def fake(tmp_path, monkeypatch):
     return configure
 
 
-def run(sweep, out, **kwargs):
-    return phase_diagram(sweep, out, science=sweep_fake, **kwargs)
+def run(out, grid=None, **kwargs):
+    """The fake study run into ``out``, its counts and failures as a dict."""
+    return run_sweep(sweep_fake.study(grid), out, **kwargs).to_dict()
 
 
 def logged(path: Path, what: str = "done") -> list[str]:
@@ -92,18 +95,21 @@ def logged(path: Path, what: str = "done") -> list[str]:
 
 
 def done_ids(store: Path) -> set[str]:
-    return {point_id(p) for p, _ in SweepStore.read(store).results(STATUS_DONE)}
+    return {point_id(p) for p, _ in SweepStore.read(store).results(Result.COMPLETED)}
+
+
+def fake_points() -> list[dict]:
+    return sweep_fake.spec().points()
 
 
 # ---------------------------------------------------------------------------------------------
-# Spec
+# Phase sweep files: validation and inference of the diagram
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"kind": "four_layer"}, "kind must be 'two_layer' or 'three_layer', got 'four_layer'"),
-        ({"kind": None}, "missing required key 'kind'"),
         ({"gama": [1.0]}, "unknown key 'gama' (allowed for two_layer:"),
         ({"gamma_1": [1.0]}, "unknown key 'gamma_1'"),
         ({"gamma": []}, "gamma is an empty array"),
@@ -136,12 +142,53 @@ def test_spec_errors_are_one_line(change, message):
     assert "\n" not in text
 
 
+def test_kind_is_inferred_from_depth_and_keys():
+    with_kind = sweep_from_table(TWO_LAYER)
+    assert sweep_from_table(CONTRACT) == with_kind  # the keys alone
+    assert sweep_from_table(CONTRACT, depth=2) == with_kind  # the problem's depth
+    assert with_kind.kind == "two_layer"
+    three = {"gamma_1": [0.5, 1.0], "gamma_2": [0.5], "widths": [8], "seeds": [0]}
+    assert sweep_from_table(three, depth=3).kind == "three_layer"
+    assert sweep_from_table(three) == sweep_from_table({**three, "kind": "three_layer"})
+
+
+@pytest.mark.parametrize(
+    ("table", "depth", "message"),
+    [
+        # kind against the depth: both named
+        ({**TWO_LAYER}, 3, "kind 'two_layer' needs [model] depth = 2, got depth = 3 "
+                           "(the three_layer diagram)"),
+        # the keys of the other diagram
+        ({"gamma_1": [1.0], "gamma_2": [1.0], "widths": [8], "seeds": [0]}, 2,
+         "gamma_1 and gamma_2 are three_layer keys (depth 3) but [model] depth = 2 is the "
+         "two_layer diagram (two_layer needs gamma, gamma_prime, widths and seeds)"),
+        # missing keys, named
+        ({"widths": [8], "seeds": [0]}, 2, "missing required keys 'gamma', 'gamma_prime' "
+                                           "(two_layer needs"),
+        ({"gamma_1": [1.0], "widths": [8], "seeds": [0]}, 3, "missing required key 'gamma_2' "
+                                                             "(three_layer needs gamma_1, gamma_2"),
+        # without a depth: no exponent keys, or both diagrams' keys
+        ({"widths": [8], "seeds": [0]}, None, "cannot tell the diagram from the keys: "
+                                              "two_layer needs gamma, gamma_prime"),
+        ({**CONTRACT, "gamma_1": [1.0]}, None, "keys of both diagrams"),
+        (CONTRACT, 4, "phase diagrams need [model] depth = 2 (two_layer) or 3 (three_layer), "
+                      "got depth = 4"),
+    ],
+)  # fmt: skip
+def test_inference_errors_are_one_line(table, depth, message):
+    with pytest.raises(EffdynError) as err:
+        sweep_from_table(table, source="s.toml", depth=depth)
+    assert str(err.value).startswith("s.toml: [sweep] ")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_spec_three_layer_keys():
     spec = sweep_from_table(
         {"kind": "three_layer", "gamma_1": [0.5, 1], "gamma_2": [0.5], "gamma_out": [0],
          "widths": [8], "seeds": [0]}
     )  # fmt: skip
     assert spec.dims == ("gamma_1", "gamma_2", "gamma_out", "width", "seed")
+    assert [f.name for f in spec.fields][:3] == ["rd_W1", "rd_W2", "rd_W3"]
     with pytest.raises(EffdynError, match="missing required key 'gamma_2'"):
         sweep_from_table({"kind": "three_layer", "gamma_1": [1], "widths": [8], "seeds": [0]})
     with pytest.raises(EffdynError, match="unknown key 'gamma' "):
@@ -159,6 +206,9 @@ def test_sweep_file_errors(tmp_path):
         EffdynError, match=r"kind 'two_layer' needs \[model\] depth = 2, got depth = 3"
     ):
         load_sweep(write_sweep(tmp_path / "c.toml", depth=3))
+    with pytest.raises(EffdynError, match="are three_layer keys"):
+        load_sweep(write_sweep(tmp_path / "c2.toml", {"gamma_1": [1], "gamma_2": [1],
+                                                      "widths": [8], "seeds": [0]}))  # fmt: skip
     with pytest.raises(EffdynError, match="optimizer must be 'gd'"):
         load_sweep(write_sweep(tmp_path / "d.toml", extra='[train]\noptimizer = "adam"'))
     with pytest.raises(EffdynError, match="file not found"):
@@ -172,12 +222,12 @@ def test_train_options_from_train_and_sweep(tmp_path):
     _, _, options = load_sweep(write_sweep(tmp_path / "a.toml"))
     assert options is None  # no [train]: the science module's defaults
     path = write_sweep(
-        tmp_path / "b.toml", {**TWO_LAYER, "tol": 0.0, "lr_scale": 0.25},
+        tmp_path / "b.toml", {**CONTRACT, "tol": 0.0, "lr_scale": 0.25},
         extra="[train]\nlr = 0.01\nsteps = 500",
     )  # fmt: skip
     _, spec, options = load_sweep(path)
     assert options == {"lr": 0.01, "max_steps": 500, "tol": 0.0, "lr_scale": 0.25}
-    assert spec.to_dict()["tol"] == 0.0
+    assert dict(spec.options)["tol"] == 0.0 and spec.kind == "two_layer"
 
 
 def test_points_are_the_cartesian_product_with_stable_ids():
@@ -197,14 +247,42 @@ def test_points_are_the_cartesian_product_with_stable_ids():
     assert SweepSpec.from_dict(json.loads(spec.to_json())) == spec
 
 
-def test_batches_group_by_shape_with_balanced_sizes():
-    points = sweep_from_table(TWO_LAYER).points()
-    batches = make_batches("two_layer", points, 5, sweep_fake.point_shape)
+# ---------------------------------------------------------------------------------------------
+# Engine declarations and batches
+
+
+def _cubes(points):
+    return [{"y": p["x"] ** 3, "k": p["n"] + 1, "error": None} for p in points]
+
+
+def test_declaration_is_generic(tmp_path):
+    """The engine stores whatever dims and fields a study declares."""
+    spec = SweepSpec("demo", (Dim("x", (2, 1.5)), Dim("n", (3.0, 5), "int64")), (Field("y"),))
+    assert spec.coords == {"x": (2.0, 1.5), "n": (3, 5)}
+    assert [point_id(p) for p in spec.points()] == ["x=2.0,n=3", "x=2.0,n=5", "x=1.5,n=3",
+                                                   "x=1.5,n=5"]  # fmt: skip
+    assert spec.chunks == (2, 2)
+    with pytest.raises(ValueError, match="distinct"):
+        Dim("x", (1.0, 1))
+    with pytest.raises(ValueError, match="dtype"):
+        Field("y", "int8")
+    spec = SweepSpec("demo", spec.grid, (Field("y"), Field("k", "int64")))
+    done = run_sweep(Study(spec, _cubes), tmp_path / "demo.zarr")
+    assert (done.computed, done.failed) == (4, 0)
+    ds = open_store(tmp_path / "demo.zarr")
+    assert list(ds.data_vars) == ["y", "k", "status", "error"] and ds.k.dtype == np.int64
+    assert ds.y.sel(x=1.5, n=5).item() == 1.5**3 and ds.k.sel(x=2.0, n=3).item() == 4
+
+
+def test_batches_group_by_key_with_balanced_sizes():
+    points = fake_points()
+    batches = make_batches(points, 5, sweep_fake.point_shape)
     assert sorted(len(b) for b in batches) == [4, 4, 4] * 3  # 12 per width → 3 × 4, not 5+5+2
     for batch in batches:
         assert len({p["width"] for p in batch}) == 1
     assert [b[0]["width"] for b in batches] == [10] * 3 + [20] * 3 + [40] * 3
     assert sorted(map(point_id, sum(batches, []))) == sorted(map(point_id, points))
+    assert [len(b) for b in make_batches(points, 20)] == [18, 18]  # no key: one group
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,48 +290,81 @@ def test_batches_group_by_shape_with_balanced_sizes():
 
 
 def test_store_round_trip(tmp_path):
-    spec = sweep_from_table(TWO_LAYER)
+    spec = sweep_fake.spec()
     path = tmp_path / "s.zarr"
     store = SweepStore.open(path, spec, problem='{"model": 1}')
-    assert store.counts() == {"pending": 36, "done": 0, "failed": 0}
+    assert store.counts() == {"pending": 36, "completed": 0, "failed": 0}
     p0, p1, p2 = spec.points()[:3]
-    ok = {**sweep_fake.formula("two_layer", p0), "extra": np.float32(2.5)}
-    assert store.write(p0, ok) == STATUS_DONE
-    assert store.write(p1, {"rd_W1": None, "steps": 7, "error": "diverged\nat step 7"}) == 2
+    ok = {**sweep_fake.formula(p0), "extra": np.float32(2.5)}
+    assert store.write(p0, ok) is Result.COMPLETED
+    failed_result = {"rd_W1": None, "steps": 7, "error": "diverged\nat step 7"}
+    assert store.write(p1, failed_result) is Result.FAILED
     store = SweepStore.open(path, spec, problem='{"model": 1}')  # reopen: same sweep
-    assert store.counts() == {"pending": 34, "done": 1, "failed": 1}
+    assert store.counts() == {"pending": 34, "completed": 1, "failed": 1}
     assert store.pending_points()[0] == p1  # failed points are pending again
-    (point, result), = store.results(STATUS_DONE)  # fmt: skip
+    (point, result), = store.results(Result.COMPLETED)  # fmt: skip
     assert point == p0
-    assert result == {**sweep_fake.formula("two_layer", p0), "extra": 2.5}
+    assert result == {**sweep_fake.formula(p0), "extra": 2.5}
     assert isinstance(result["steps"], int)
-    (_, failed), = store.results(STATUS_FAILED)  # fmt: skip
+    (_, failed), = store.results(Result.FAILED)  # fmt: skip
     assert failed["error"] == "diverged at step 7" and failed["steps"] == 7
     assert np.isnan(failed["rd_W1"])
 
     ds = open_store(path)
     assert dict(ds.sizes) == {"gamma": 3, "gamma_prime": 2, "width": 3, "seed": 2}
     assert list(ds.data_vars)[:4] == ["rd_W1", "rd_W2", "final_loss_ratio", "steps"]
-    assert ds.status.sel(gamma=0.5, gamma_prime=0.0, width=10).values.tolist() == [1, 2]
+    assert ds.width.dtype == np.int64 and ds.gamma.dtype == np.float64
+    status = ds.status.sel(gamma=0.5, gamma_prime=0.0, width=10).values.tolist()
+    assert [Result.from_value(s) for s in status] == [Result.COMPLETED, Result.FAILED]
     assert ds.error.sel(gamma=0.5, gamma_prime=0.0, width=10, seed=1).item() == "diverged at step 7"
     assert ds.extra.sel(gamma=0.5, gamma_prime=0.0, width=10, seed=0).item() == 2.5
     assert np.isnan(ds.extra.values).sum() == 35
     assert int(ds.steps.sel(gamma=1.0, gamma_prime=0.0, width=10, seed=0)) == -1  # not known
     assert json.loads(ds.attrs["effdyn_sweep"]) == spec.to_dict()
-    assert int((ds.status == STATUS_PENDING).sum()) == 34
+    assert int((ds.status == Result.PENDING).sum()) == 34
     assert p2 in store.pending_points()
 
 
+def test_store_is_self_describing(tmp_path):
+    """The name table of the result codes is in the store's attributes."""
+    SweepStore.open(tmp_path / "s.zarr", sweep_fake.spec())
+    ds = open_store(tmp_path / "s.zarr")
+    table = {int(k): v for k, v in ds.attrs["effdyn_result_codes"].items()}
+    assert table == NAME_TABLE
+    assert table[int(ds.status.values.flat[0])] == "pending"
+    meanings = dict(zip(ds.status.attrs["flag_values"],
+                        ds.status.attrs["flag_meanings"].split(), strict=True))  # fmt: skip
+    assert meanings == {int(c): c.label for c in (Result.PENDING, Result.COMPLETED, Result.FAILED)}
+
+
+def test_store_written_by_an_older_effdyn_is_refused(tmp_path):
+    path = tmp_path / "old.zarr"
+    SweepStore.open(path, sweep_fake.spec())
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    attrs = dict(group.attrs)
+    del attrs["effdyn_result_codes"]
+    attrs["effdyn_store_version"] = 1  # status codes 0/1/2, no name table
+    group.attrs.clear()
+    group.attrs.update(attrs)
+    with pytest.raises(EffdynError) as err:
+        SweepStore.read(path)
+    text = str(err.value)
+    assert "written by an older effdyn" in text and "rerun the sweep into a new store" in text
+    assert "\n" not in text
+
+
 def test_store_refuses_another_sweep_or_problem(tmp_path):
-    spec = sweep_from_table(TWO_LAYER)
+    spec = sweep_fake.spec()
     path = tmp_path / "s.zarr"
     SweepStore.open(path, spec, problem='{"train": {"lr": 1}}')
-    other = sweep_from_table({**TWO_LAYER, "widths": [10, 20]})
+    other = sweep_fake.spec({**sweep_fake.GRID, "width": [10, 20]})
     with pytest.raises(EffdynError) as err:
         SweepStore.open(path, other, problem='{"train": {"lr": 1}}')
     assert "holds a different sweep (width [10, 20, 40] vs [10, 20])" in str(err.value)
     with pytest.raises(EffdynError, match=r"different problem \(\[train\] changed\)"):
         SweepStore.open(path, spec, problem='{"train": {"lr": 2}}')
+    with pytest.raises(EffdynError, match=r"different sweep \(tol absent vs 0.5\)"):
+        SweepStore.open(path, sweep_fake.spec(options={"tol": 0.5}))
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "x.txt").write_text("x")
     with pytest.raises(EffdynError, match="is not a sweep store"):
@@ -265,15 +376,15 @@ def test_store_refuses_another_sweep_or_problem(tmp_path):
 
 def test_values_without_status_read_as_pending(tmp_path):
     """A kill between a point's values and its status must not make the point look done."""
-    spec = sweep_from_table(TWO_LAYER)
+    spec = sweep_fake.spec()
     store = SweepStore.open(tmp_path / "s.zarr", spec)
     point = spec.points()[5]
     index = spec.index(point)
-    for name, value in sweep_fake.formula("two_layer", point).items():
+    for name, value in sweep_fake.formula(point).items():
         if name != "error":
             store._arrays[name][index] = value  # the write, interrupted before `status`
     store = SweepStore.read(tmp_path / "s.zarr")
-    assert point in store.pending_points() and store.counts()["done"] == 0
+    assert point in store.pending_points() and store.counts()["completed"] == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,45 +392,58 @@ def test_values_without_status_read_as_pending(tmp_path):
 
 
 def test_run_then_rerun_skips_everything(tmp_path, fake):
-    sweep = write_sweep(tmp_path / "sweep.toml")
     log = tmp_path / "log.txt"
     fake(log=log)
-    out = run(sweep, tmp_path / "s.zarr", batch_size=8)
+    out = run(tmp_path / "s.zarr", batch_size=8)
     assert (out["computed"], out["skipped"], out["failed"]) == (36, 0, 0)
     assert len(logged(log)) == 36
-    assert out["figure"] == str(tmp_path / "s.png") and Path(out["figure"]).exists()
-    group = next(g for g in out["points"] if g["gamma"] == 1.75 and g["gamma_prime"] == 0.5)
-    assert group["slopes"]["W1"] == pytest.approx(0.75, abs=0.01)
-    assert group["slopes"]["W2"] == pytest.approx(0.0, abs=1e-9)
-    assert group["regime"] == {"W1": "condensed", "W2": "critical"}
-    assert set(out) >= {"points", "computed", "skipped", "failed", "store", "figure"}
+    assert out["store"] == str(tmp_path / "s.zarr") and out["failures"] == []
+    ds = open_store(tmp_path / "s.zarr")
+    for point in fake_points():  # every stored value is the formula's
+        for name, value in sweep_fake.formula(point).items():
+            if name != "error":
+                assert ds[name].sel(point).item() == pytest.approx(value, rel=1e-15)
     json.dumps(out, allow_nan=False)
 
-    again = run(sweep, tmp_path / "s.zarr")
+    again = run(tmp_path / "s.zarr")
     assert (again["computed"], again["skipped"], again["failed"]) == (0, 36, 0)
     assert len(logged(log)) == 36  # nothing evaluated again
-    assert again["points"] == out["points"]
+
+
+def test_progress_bar_is_drawn(tmp_path, fake, monkeypatch):
+    """``progress=True`` draws the one progress bar (effdyn.progress) with the study's label."""
+    import effdyn.sweeps.run as run_module
+
+    seen = []
+    real = run_module.progress_bar
+
+    def spy(description, total, **kwargs):
+        seen.append((description, total, kwargs.get("enabled")))
+        return real(description, total, **kwargs)
+
+    monkeypatch.setattr(run_module, "progress_bar", spy)
+    run_sweep(sweep_fake.study(), tmp_path / "s.zarr", progress=True, description="fake")
+    assert seen == [("fake (local)", 36, True)]
 
 
 RUNNER = """
 import sys
 import sweep_fake
-from effdyn.sweeps.run import phase_diagram
+from effdyn.sweeps.run import run_sweep
 
-phase_diagram(sys.argv[1], sys.argv[2], science=sweep_fake, batch_size=2, figure=False)
+run_sweep(sweep_fake.study(), sys.argv[1], batch_size=2)
 """
 
 
 def test_resume_after_sigkill(tmp_path, fake):
     """Kill a running sweep; the rerun computes exactly the points the store lacks."""
-    sweep = write_sweep(tmp_path / "sweep.toml")
     store = tmp_path / "s.zarr"
     log1, log2 = tmp_path / "log1.txt", tmp_path / "log2.txt"
     config = fake(sleep=0.1, log=log1)
     env = {**os.environ, "EFFDYN_FAKE_CONFIG": str(config),
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(sweep), str(store)],
+        [sys.executable, "-c", RUNNER, str(store)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -339,7 +463,7 @@ def test_resume_after_sigkill(tmp_path, fake):
     assert 6 <= len(finished) < 36  # the first three batches are surely stored
 
     fake(log=log2)
-    out = run(sweep, store, batch_size=2)
+    out = run(store, batch_size=2)
     assert (out["computed"], out["skipped"], out["failed"]) == (
         36 - len(finished),
         len(finished),
@@ -348,19 +472,18 @@ def test_resume_after_sigkill(tmp_path, fake):
     recomputed = logged(log2)
     assert len(recomputed) == len(set(recomputed))
     assert not set(recomputed) & finished  # no finished point computed again
-    assert set(recomputed) | finished == {point_id(p) for p in sweep_from_table(TWO_LAYER).points()}
+    assert set(recomputed) | finished == {point_id(p) for p in fake_points()}
 
     fake()
-    run(sweep, tmp_path / "ref.zarr", figure=False)  # uninterrupted
+    run(tmp_path / "ref.zarr")  # uninterrupted
     xr.testing.assert_identical(open_store(store), open_store(tmp_path / "ref.zarr"))
 
 
 def test_failed_point_is_stored_then_retried(tmp_path, fake):
-    sweep = write_sweep(tmp_path / "sweep.toml")
     bad = "gamma=1.0,gamma_prime=0.0,width=20,seed=1"
     log = tmp_path / "log.txt"
     fake(fail=[bad], log=log)
-    out = run(sweep, tmp_path / "s.zarr")
+    out = run(tmp_path / "s.zarr")
     assert (out["computed"], out["failed"]) == (35, 1)
     assert out["failures"] == [
         {"gamma": 1.0, "gamma_prime": 0.0, "width": 20, "seed": 1,
@@ -368,45 +491,43 @@ def test_failed_point_is_stored_then_retried(tmp_path, fake):
     ]  # fmt: skip
     ds = open_store(tmp_path / "s.zarr")
     where = dict(gamma=1.0, gamma_prime=0.0, width=20, seed=1)
-    assert int(ds.status.sel(where)) == STATUS_FAILED
+    assert Result.from_value(ds.status.sel(where)) is Result.FAILED
     assert ds.error.sel(where).item() == "fake failure second line"
-    group = next(g for g in out["points"] if g["gamma"] == 1.0 and g["gamma_prime"] == 0.0)
-    assert group["n_seeds"] == 2  # slopes use the finished points only
 
     fake(log=log)
-    again = run(sweep, tmp_path / "s.zarr")
+    again = run(tmp_path / "s.zarr")
     assert (again["computed"], again["skipped"], again["failed"]) == (1, 35, 0)
     assert logged(log)[36:] == [bad]  # only the failed point was evaluated again
     ds = open_store(tmp_path / "s.zarr")
-    assert int(ds.status.sel(where)) == STATUS_DONE and ds.error.sel(where).item() == ""
+    assert Result.from_value(ds.status.sel(where)) is Result.COMPLETED
+    assert ds.error.sel(where).item() == ""
 
 
 def test_evaluator_crash_fails_its_batch_and_bad_input_stops(tmp_path, fake):
-    sweep = write_sweep(tmp_path / "sweep.toml")
     fake(**{"raise": ["gamma=0.5,gamma_prime=0.0,width=10,seed=0"]})
-    out = run(sweep, tmp_path / "s.zarr", batch_size=4)
+    out = run(tmp_path / "s.zarr", batch_size=4)
     assert (out["computed"], out["failed"]) == (32, 4)  # the crashing batch only
     assert {f["error"] for f in out["failures"]} == {"RuntimeError: fake evaluator crashed"}
 
-    def bad_input(kind, problem, points, train_options=None):
+    def bad_input(points):
         raise EffdynError("unsupported activation")
 
     with pytest.raises(EffdynError, match="unsupported activation"):
-        run(sweep, tmp_path / "t.zarr", evaluate=bad_input)
+        run_sweep(sweep_fake.study(evaluate=bad_input), tmp_path / "t.zarr")
     with pytest.raises(EffdynError, match="--executor must be local or dask"):
-        run(sweep, tmp_path / "u.zarr", executor="slurm")
+        run(tmp_path / "u.zarr", executor="slurm")
     (tmp_path / "file").write_text("x")
     with pytest.raises(EffdynError, match="is a file"):
-        run(sweep, tmp_path / "file")
+        run(tmp_path / "file")
     with pytest.raises(EffdynError, match="holds a different sweep"):
-        run(write_sweep(tmp_path / "other.toml", {**TWO_LAYER, "seeds": [0]}), tmp_path / "s.zarr")
+        run(tmp_path / "s.zarr", {**sweep_fake.GRID, "seed": [0]})
 
 
 def test_local_executor_checks_result_count():
-    def short(kind, problem, points, train_options=None):
+    def short(points):
         return points[:-1]
 
-    [(batch, results)] = LocalExecutor().map(short, "two_layer", None, [[{"a": 1}, {"a": 2}]])
+    [(batch, results)] = LocalExecutor().map(short, [[{"a": 1}, {"a": 2}]])
     assert [r["error"] for r in results] == ["evaluator returned 1 results for 2 points"] * 2
 
 
@@ -465,13 +586,12 @@ def dask_cluster(tmp_path, fake):
 
 def test_dask_scheduler_matches_local(tmp_path, fake, dask_cluster):
     address, _ = dask_cluster
-    sweep = write_sweep(tmp_path / "sweep.toml")
-    local = run(sweep, tmp_path / "local.zarr", figure=False)
+    local = run(tmp_path / "local.zarr")
     log = tmp_path / "log.txt"
     fake(log=log)
-    out = run(sweep, tmp_path / "dask.zarr", executor="dask", scheduler=address, figure=False)
+    out = run(tmp_path / "dask.zarr", executor="dask", scheduler=address)
     assert (out["computed"], out["skipped"], out["failed"]) == (36, 0, 0)
-    assert out["points"] == local["points"]
+    assert local["computed"] == 36
     xr.testing.assert_identical(
         open_store(tmp_path / "dask.zarr"), open_store(tmp_path / "local.zarr")
     )
@@ -480,7 +600,6 @@ def test_dask_scheduler_matches_local(tmp_path, fake, dask_cluster):
 
 def test_dask_worker_killed_mid_run_loses_no_point(tmp_path, fake, dask_cluster):
     address, workers = dask_cluster
-    sweep = write_sweep(tmp_path / "sweep.toml")
     log = tmp_path / "log.txt"
     fake(sleep=0.2, log=log)
     killed: dict = {}
@@ -502,12 +621,13 @@ def test_dask_worker_killed_mid_run_loses_no_point(tmp_path, fake, dask_cluster)
 
     watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
     watcher.start()
-    out = run(sweep, tmp_path / "s.zarr", scheduler=address, batch_size=2, figure=False)
+    out = run(tmp_path / "s.zarr", scheduler=address, batch_size=2)
     watcher.join(timeout=10)
     assert killed, "no worker was killed"
     assert workers[0].poll() is not None or workers[1].poll() is not None
     assert (out["computed"], out["failed"]) == (36, 0)
-    assert SweepStore.read(tmp_path / "s.zarr").counts() == {"pending": 0, "done": 36, "failed": 0}
+    counts = SweepStore.read(tmp_path / "s.zarr").counts()
+    assert counts == {"pending": 0, "completed": 36, "failed": 0}
     # the killed worker's batch was evaluated again by the other worker
     survivors = {
         ln.split()[2] for ln in log.read_text().splitlines()
@@ -515,25 +635,28 @@ def test_dask_worker_killed_mid_run_loses_no_point(tmp_path, fake, dask_cluster)
     }  # fmt: skip
     assert set(killed["batch"]) <= survivors
     fake()
-    run(sweep, tmp_path / "ref.zarr", figure=False)
+    run(tmp_path / "ref.zarr")
     xr.testing.assert_identical(open_store(tmp_path / "s.zarr"), open_store(tmp_path / "ref.zarr"))
 
 
 def test_dask_local_cluster(tmp_path, fake):
     """``--executor dask`` without a scheduler: a LocalCluster of two processes."""
-    sweep = write_sweep(tmp_path / "sweep.toml", {**TWO_LAYER, "gamma_prime": [0.0]})
+    grid = {**sweep_fake.GRID, "gamma_prime": [0.0]}
     log = tmp_path / "log.txt"
     fake(log=log)
-    out = run(sweep, tmp_path / "s.zarr", executor="dask", figure=False)
+    out = run(tmp_path / "s.zarr", grid, executor="dask")
     assert (out["computed"], out["failed"]) == (18, 0)
     assert len(logged(log)) == 18
-    again = run(sweep, tmp_path / "s.zarr", executor="dask", figure=False)
+    again = run(tmp_path / "s.zarr", grid, executor="dask")
     assert (again["computed"], again["skipped"]) == (0, 18)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real science: tiny phase diagrams
 
 
 def test_real_science_tiny_sweep(tmp_path):
     """The engine against effdyn.phase itself: a tiny sweep, a few hundred GD steps."""
-    pytest.importorskip("effdyn.phase")
     sweep = write_sweep(
         tmp_path / "sweep.toml",
         {"kind": "two_layer", "gamma": [0.5, 1.75], "gamma_prime": [0.0], "widths": [8, 16],
@@ -541,9 +664,44 @@ def test_real_science_tiny_sweep(tmp_path):
         extra="[train]\nsteps = 200",
     )  # fmt: skip
     out = phase_diagram(sweep, tmp_path / "s.zarr")
+    assert out["kind"] == "two_layer"
     assert (out["computed"], out["failed"]) == (4, 0)
     assert [set(g["slopes"]) for g in out["points"]] == [{"W1", "W2"}] * 2
-    assert Path(out["figure"]).exists()
+    assert out["figure"] == str(tmp_path / "s.png") and Path(out["figure"]).exists()
     ds = open_store(tmp_path / "s.zarr")
-    assert (ds.status == STATUS_DONE).all() and (ds.steps <= 200).all() and (ds.rd_W1 > 0).all()
+    assert (ds.status == Result.COMPLETED).all() and (ds.steps <= 200).all()
+    assert (ds.rd_W1 > 0).all()
+    # each group's slope is the least-squares slope of log RD over log m, from the store
+    for group in out["points"]:
+        rd = ds.rd_W1.sel(gamma=group["gamma"], gamma_prime=0.0, seed=0)
+        expected = np.polyfit(np.log(ds.width.values), np.log(rd.values), 1)[0]
+        assert group["slopes"]["W1"] == pytest.approx(expected, rel=1e-10)
     json.dumps(out, allow_nan=False)
+    again = phase_diagram(sweep, tmp_path / "s.zarr", figure=False)
+    assert (again["computed"], again["skipped"]) == (0, 4) and again["points"] == out["points"]
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_contract_sweep_without_kind_gives_the_same_store(tmp_path, depth):
+    """The contract's sweep file (no ``kind``) runs and stores what the same file with
+    ``kind`` stores: same variables, same values, same attributes."""
+    if depth == 2:
+        table, kind = {"gamma": [0.5, 1.75], "gamma_prime": [0.0]}, "two_layer"
+    else:
+        table, kind = {"gamma_1": [0.5, 1.0], "gamma_2": [0.5]}, "three_layer"
+    table = {**table, "widths": [6, 12], "seeds": [0]}
+    extra = "[train]\nsteps = 30"
+    plain = write_sweep(tmp_path / "plain.toml", table, depth=depth, extra=extra)
+    tagged = write_sweep(tmp_path / "kind.toml", {"kind": kind, **table}, depth=depth, extra=extra)
+    a = phase_diagram(plain, tmp_path / "plain.zarr", figure=False)
+    b = phase_diagram(tagged, tmp_path / "kind.zarr", figure=False)
+    assert a["kind"] == b["kind"] == kind
+    assert (a["computed"], a["failed"]) == (4, 0)
+    assert a["points"] == b["points"]
+    ds = open_store(tmp_path / "plain.zarr")
+    xr.testing.assert_identical(ds, open_store(tmp_path / "kind.zarr"))
+    assert {f"rd_W{layer}" for layer in range(1, depth + 1)} <= set(ds.data_vars)
+    assert (ds.steps == 30).all() or (ds.steps <= 30).all()
+    # the file with kind resumes the store made without it: nothing computed again
+    again = phase_diagram(tagged, tmp_path / "plain.zarr", figure=False)
+    assert (again["computed"], again["skipped"]) == (0, 4)

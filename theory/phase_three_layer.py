@@ -1,4 +1,7 @@
-"""Card: in one three-layer network, different layers can sit in different regimes."""
+"""Card: in one three-layer network, different layers can sit in different regimes.
+
+docs/theory/phase-diagrams.md#three-layer; the finding of Zhou et al. 2022, arXiv 2205.12101.
+"""
 
 from pathlib import Path
 

@@ -1,4 +1,8 @@
-"""Card: the two-layer phase diagram's regimes, measured by the slope of RD over widths."""
+"""Card: the two-layer phase diagram's regimes, measured by the slope of RD over widths.
+
+docs/theory/phase-diagrams.md#two-layer and #order-parameter; the paper's slopes are those of
+Luo et al. 2021, arXiv 2007.07497 (docs/theory/experiments.md).
+"""
 
 from pathlib import Path
 
@@ -7,7 +11,7 @@ from effdyn.phase import evaluate_points, slopes
 from effdyn.phase.plot import plot_phase_diagram, plot_rd_over_widths
 from effdyn.problem import problem_from_dict
 
-PAPER_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}  # Luo et al. 2021, ReLU, γ' = 0
+PAPER_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}  # Luo et al. 2021 (2007.07497), ReLU, γ' = 0
 
 
 def run(card, settings, out_dir):
@@ -89,7 +93,7 @@ CARD = Card(
     why=(
         "the paper measured at widths 1000…40000; at widths ≤ 1600 finite-width and "
         "finite-training-time corrections shift the slopes by a few hundredths (full: within "
-        "0.05), the issue allows 0.15"
+        "0.05); the card allows 0.15"
     ),
     quick={
         "widths": [100, 400, 1600],

@@ -2,10 +2,12 @@
 
 Each group (from :func:`effdyn.phase.slopes`) is one marker at its coordinates, coloured by
 its slope ``S`` with a diverging colormap centred at 0 (blue: linear, ``S < 0``; red:
-condensed, ``S > 0``), its value written next to it. Two-layer: one panel, ``γ'`` across and
-``γ`` up, the boundaries of Luo et al. 2021 (``γ = 1`` for ``γ' ≤ 0``, ``γ' = γ − 1`` for
-``γ' > 0``) drawn, the named initializations marked. Three-layer: one panel per layer over the
-plane of the two exponents that vary (:func:`effdyn.phase.three_layer.plane_name`).
+condensed, ``S > 0``), its value written next to it. Two-layer
+(docs/theory/phase-diagrams.md#two-layer): one panel, ``γ'`` across and ``γ`` up, the
+boundaries of Luo et al. 2021, arXiv 2007.07497 (``γ = 1`` for ``γ' ≤ 0``, ``γ' = γ − 1`` for
+``γ' > 0``) drawn, the named initializations marked. Three-layer
+(docs/theory/phase-diagrams.md#three-layer): one panel per layer over the plane of the two
+exponents that vary (:func:`effdyn.phase.three_layer.plane_name`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import math
 import numpy as np
 
 from ..plotting import _pyplot, _title, save_figure
+from .diagrams import diagram, rd_field
 from .three_layer import plane_name
-from .two_layer import NAMED_INITS
+from .two_layer import EXPONENTS, NAMED_INITS
+
+_GAMMA, _GAMMA_PRIME = EXPONENTS
 
 _LABELS = {
     "gamma": "γ",
@@ -40,17 +45,16 @@ def plot_phase_diagram(groups: list[dict], kind: str, path, title: str) -> str:
     Returns:
         The path written.
     """
-    if kind not in ("two_layer", "three_layer"):
-        raise ValueError(f"kind must be two_layer or three_layer, got {kind!r}")
+    all_layers = diagram(kind).layers  # ValueError for an unknown kind
     plt = _pyplot()
     if kind == "two_layer":
         fig, ax = plt.subplots(figsize=(6.0, 5.0))
-        _panel(ax, groups, "W1", "gamma_prime", "gamma", "slope S of RD(W1)")
+        _panel(ax, groups, "W1", _GAMMA_PRIME, _GAMMA, "slope S of RD(W1)")
         _two_layer_boundaries(ax, groups)
         ax.set_title(_title("two-layer phase diagram (Luo et al. 2021)", title), fontsize=9)
         return save_figure(fig, path)
-    layers = [k for k in ("W1", "W2", "W3") if any(k in g.get("slopes", {}) for g in groups)]
-    layers = layers or ["W1", "W2"]
+    layers = [k for k in all_layers if any(k in g.get("slopes", {}) for g in groups)]
+    layers = layers or list(all_layers[:2])
     x_key, y_key, fixed = plane_name(groups)
     fig, axes = plt.subplots(1, len(layers), figsize=(4.8 * len(layers), 4.4), squeeze=False)
     for ax, layer in zip(axes.flat, layers, strict=True):
@@ -89,8 +93,8 @@ def _panel(ax, groups, layer, x_key, y_key, label) -> None:
 
 
 def _two_layer_boundaries(ax, groups) -> None:
-    gps = [float(g.get("gamma_prime", 0.0)) for g in groups] + [v[1] for v in NAMED_INITS.values()]
-    gs = [float(g.get("gamma", 1.0)) for g in groups] + [v[0] for v in NAMED_INITS.values()]
+    gps = [float(g.get(_GAMMA_PRIME, 0.0)) for g in groups] + [v[1] for v in NAMED_INITS.values()]
+    gs = [float(g.get(_GAMMA, 1.0)) for g in groups] + [v[0] for v in NAMED_INITS.values()]
     lo, hi = min(gps + [-0.5]) - 0.25, max(gps + [1.0]) + 0.25
     ax.plot([lo, 0.0], [1.0, 1.0], color="k", lw=1.5, label="critical (theory)")
     ax.plot([0.0, hi], [1.0, hi + 1.0], color="k", lw=1.5)
@@ -133,7 +137,7 @@ def plot_rd_over_widths(
         for colour, group in zip(colours, groups, strict=False):
             coords = {k: v for k, v in group.items() if k in _LABELS}
             members = [
-                (p["width"], r.get(f"rd_{layer}", math.nan))
+                (p["width"], r.get(rd_field(layer), math.nan))
                 for p, r in results
                 if all(float(p.get(k, math.nan)) == float(v) for k, v in coords.items())
             ]

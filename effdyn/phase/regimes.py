@@ -1,7 +1,7 @@
 """Measuring a dynamical regime: batched training to a loss tolerance, RD, slopes, boundaries.
 
-The order parameter (Luo et al. 2021; THEORY.md §4) of a layer's weights ``W`` is the relative
-distance travelled during training,
+The order parameter (docs/theory/phase-diagrams.md#order-parameter; Luo et al. 2021, arXiv
+2007.07497) of a layer's weights ``W`` is the relative distance travelled during training,
 
     RD(W) = |W(t_end) − W(0)|_F / |W(0)|_F,
 
@@ -21,6 +21,11 @@ or below ``tol`` times its initial loss, or when its loss is not finite — by m
 (the step that finds it there leaves it in place), so a member's result does not depend on
 which other members share its batch. The batch runs until every member has stopped or
 ``max_steps``; steps after that are skipped by a scalar ``lax.cond`` and cost nothing.
+
+A member's status is an :class:`effdyn.results.Result` code (docs/results.md): ``RUNNING``
+inside the loop, then ``CONVERGED`` (loss at ``tol``), ``NONFINITE`` or, for a member still
+running when ``max_steps`` ran out, ``MAX_STEPS``. Computations run in float64
+(docs/precision.md), inside :func:`effdyn._jax.in_float64`.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._jax import enable_x64
+from .._jax import in_float64
+from ..results import Result
 from ..training.network import loss_function, network
-
-enable_x64()
+from .diagrams import POINT_KEYS, rd_field
 
 DEFAULT_TOL = 1e-3
 DEFAULT_MAX_STEPS = 60_000
@@ -48,12 +53,16 @@ DEFAULT_THRESHOLD = 0.1
 
 REGIMES = ("linear", "critical", "condensed")
 
-# Member status codes (survive vmap as integers).
-RUNNING, CONVERGED, NONFINITE = 0, 1, 2
+# Member status codes (Result codes as plain ints: they survive vmap as integer arrays).
+_RUNNING, _CONVERGED, _NONFINITE = (
+    int(Result.RUNNING),
+    int(Result.CONVERGED),
+    int(Result.NONFINITE),
+)
 
 
 # ---------------------------------------------------------------------------------------------
-# Theory (Luo et al. 2021, two-layer)
+# Theory (Luo et al. 2021, arXiv 2007.07497, two-layer; docs/theory/phase-diagrams.md#two-layer)
 
 
 def theory_regime(gamma: float, gamma_prime: float, *, atol: float = 1e-9) -> str:
@@ -124,16 +133,16 @@ def slopes_of(
     a slope per layer (see :func:`effdyn.phase.slopes`)."""
     groups: dict[tuple, list[tuple[dict, dict]]] = {}
     for point, result in results:
-        coords = {k: v for k, v in point.items() if k not in ("width", "seed")}
+        coords = {k: v for k, v in point.items() if k not in POINT_KEYS}
         key = tuple(sorted((k, _hashable(v)) for k, v in coords.items()))
         groups.setdefault(key, []).append((point, result))
     out = []
     for members in groups.values():
-        coords = {k: v for k, v in members[0][0].items() if k not in ("width", "seed")}
-        widths = [int(p["width"]) for p, _ in members]
+        coords = {k: v for k, v in members[0][0].items() if k not in POINT_KEYS}
+        widths = [int(p[POINT_KEYS[0]]) for p, _ in members]
         fitted = {}
         for layer in layers:
-            values = [r.get(f"rd_{layer}", math.nan) for _, r in members]
+            values = [r.get(rd_field(layer), math.nan) for _, r in members]
             values = [math.nan if v is None else v for v in values]
             fitted[layer] = fit_slope(widths, values)
         out.append(
@@ -142,7 +151,7 @@ def slopes_of(
                 "slopes": fitted,
                 "regime": {k: measured_regime(s, threshold) for k, s in fitted.items()},
                 "widths": sorted(set(widths)),
-                "n_seeds": len({p.get("seed", 0) for p, _ in members}),
+                "n_seeds": len({p.get(POINT_KEYS[1], 0) for p, _ in members}),
             }
         )
     return out
@@ -167,8 +176,8 @@ class BatchRun:
             loss, or ``max_steps``).
         loss0: ``(B,)`` ``R(θ_0)``.
         loss: ``(B,)`` ``R`` at the final weights (NaN/inf for a non-finite member).
-        status: ``(B,)`` :data:`RUNNING` (max_steps reached), :data:`CONVERGED`, or
-            :data:`NONFINITE`.
+        status: ``(B,)`` :class:`~effdyn.results.Result` codes: ``CONVERGED``, ``NONFINITE``
+            or ``MAX_STEPS`` (still running when ``max_steps`` ran out).
     """
 
     params: tuple[np.ndarray, ...]
@@ -178,6 +187,7 @@ class BatchRun:
     status: np.ndarray
 
 
+@in_float64
 def train_batch(
     activations: tuple[str, ...],
     params0: tuple[np.ndarray, ...],
@@ -203,7 +213,7 @@ def train_batch(
         chunk: steps per compiled call (Python checks between chunks whether all stopped).
 
     Returns:
-        A :class:`BatchRun`.
+        A :class:`BatchRun` of numpy arrays (computed in float64).
     """
     run_chunk = _chunk_function(tuple(activations), int(chunk))
     params = tuple(jnp.asarray(w, dtype=jnp.float64) for w in params0)
@@ -214,15 +224,16 @@ def train_batch(
     loss0 = batch_loss(params, mult, xt, y)
     loss0_host = np.asarray(loss0)  # the carry (holding loss0) is donated chunk to chunk
     b = lr.shape[0]
-    status = jnp.where(jnp.isfinite(loss0), RUNNING, NONFINITE)
+    status = jnp.where(jnp.isfinite(loss0), _RUNNING, _NONFINITE)
     carry = (params, status, jnp.zeros(b, dtype=jnp.int64), loss0)
     for start in range(0, int(max_steps), int(chunk)):
         carry = run_chunk(carry, mult, lr, xt, y, jnp.float64(tol), start, int(max_steps))
-        if not bool(jnp.any(carry[1] == RUNNING)):
+        if not bool(jnp.any(carry[1] == _RUNNING)):
             break
     params, status, steps, _ = carry
     status = np.asarray(status)
-    steps = np.where(status == RUNNING, int(max_steps), np.asarray(steps))
+    steps = np.where(status == _RUNNING, int(max_steps), np.asarray(steps))
+    status = np.where(status == _RUNNING, int(Result.MAX_STEPS), status)
     loss = np.asarray(batch_loss(params, mult, xt, y))
     return BatchRun(
         params=tuple(np.asarray(w) for w in params),
@@ -255,7 +266,7 @@ def _chunk_function(activations: tuple[str, ...], chunk: int):
 
     def member_step(params, status, steps, loss0, mult, lr, xt, y, tol, k):
         loss, grads = value_and_grad(params, mult, xt, y)
-        running = status == RUNNING
+        running = status == _RUNNING
         finite = jnp.isfinite(loss)
         reached = finite & (loss <= tol * loss0)
         move = running & finite & ~reached
@@ -263,7 +274,7 @@ def _chunk_function(activations: tuple[str, ...], chunk: int):
         # tol (or non-finite) is its stop step, and θ there is its final θ.
         params = tuple(jnp.where(move, w - lr * g, w) for w, g in zip(params, grads, strict=True))
         new_status = jnp.where(
-            running & ~finite, NONFINITE, jnp.where(running & reached, CONVERGED, status)
+            running & ~finite, _NONFINITE, jnp.where(running & reached, _CONVERGED, status)
         )
         steps = jnp.where(running & ~move, k, steps)
         return params, new_status, steps
@@ -274,7 +285,7 @@ def _chunk_function(activations: tuple[str, ...], chunk: int):
         def step(state, j):
             params, status, steps, loss0 = state
             k = start + j
-            live = (k < stop) & jnp.any(status == RUNNING)
+            live = (k < stop) & jnp.any(status == _RUNNING)
 
             def advance(_):
                 new = batched(params, status, steps, loss0, mult, lr, xt, y, tol, k)

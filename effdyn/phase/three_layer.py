@@ -1,4 +1,6 @@
-"""The three-layer phase diagram's parametrization (Zhou et al. 2022; THEORY.md §4.2).
+"""The three-layer phase diagram's parametrization (docs/theory/phase-diagrams.md#three-layer).
+
+Zhou et al. 2022, arXiv 2205.12101.
 
 The network has two hidden layers of the same width ``m``:
 
@@ -7,7 +9,8 @@ The network has two hidden layers of the same width ``m``:
     W3 ~ N(0, m^{−2γ_3}) (d_out × m).
 
 Each hidden layer has its own regime, read off the width dependence of the relative change of
-its INPUT weights: ``W1`` for the first hidden layer, ``W2`` for the second (Zhou et al. 2022:
+its INPUT weights: ``W1`` for the first hidden layer, ``W2`` for the second (Zhou et al. 2022,
+arXiv 2205.12101:
 "the input weight of a hidden neuron consists of the weight from its input layer to the hidden
 neuron and its bias term"). A diagram is drawn over a plane of two of the four exponents with
 the other two fixed; the plane is named by :func:`plane_name`.
@@ -39,6 +42,7 @@ import numpy as np
 from .two_layer import DEFAULT_LR_SCALE
 
 EXPONENTS = ("gamma_1", "gamma_2", "gamma_3", "gamma_out")
+"""The four exponents; a sweep must give the first two, the others are optional."""
 DEFAULT_EXPONENTS: dict[str, float] = {
     "gamma_1": 0.5,
     "gamma_2": 0.5,
@@ -53,7 +57,8 @@ MIXED_SETTING: dict[str, float] = {
     "gamma_3": 0.5,
     "gamma_out": 0.0,
 }
-"""A point where the two hidden layers sit in DIFFERENT regimes (Zhou et al. 2022's finding).
+"""A point where the two hidden layers sit in DIFFERENT regimes (Zhou et al. 2022, arXiv
+2205.12101).
 
 ReLU, zhou2022-fig5 data (1-d, bias), the default recipe (``lr = 0.5/max(Θ₀, 1)``, GD to
 ``1e-3`` of the initial loss or 60000 steps), seeds 0 and 1, widths 50/100/200: slope of

@@ -1,4 +1,6 @@
-"""The two-layer phase diagram's parametrization (Luo et al. 2021 JMLR; THEORY.md §4.1).
+"""The two-layer phase diagram's parametrization (docs/theory/phase-diagrams.md#two-layer).
+
+Luo et al. 2021, arXiv 2007.07497 (JMLR).
 
 The network is
 
@@ -44,6 +46,9 @@ import math
 
 import numpy as np
 
+EXPONENTS = ("gamma", "gamma_prime")
+"""The diagram's two exponents ``(γ, γ')``: a sweep's keys and the store's first dims."""
+
 DEFAULT_LR_SCALE = 0.5
 """``c`` in ``lr = c / max(Θ₀, 1)``."""
 
@@ -53,7 +58,7 @@ NAMED_INITS: dict[str, tuple[float, float]] = {
     "Xavier": (1.0, 0.0),
     "LeCun/He": (0.5, 0.5),
 }
-"""Common initializations as ``(γ, γ')`` (Luo et al. 2021, Table 1)."""
+"""Common initializations as ``(γ, γ')`` (Luo et al. 2021, arXiv 2007.07497, Table 1)."""
 
 
 def scales(gamma: float, gamma_prime: float, m: int) -> tuple[float, float, float]:

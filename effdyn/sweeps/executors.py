@@ -1,14 +1,15 @@
 """Executors: evaluate a sweep's pending points in batches, here or on a Dask cluster.
 
-Both group points by the science module's batching key (``point_shape(kind, point)``: equal
-keys can be evaluated together under ``jax.vmap``), split each group into batches of nearly
-equal size (one compiled shape per group, or two), and yield ``(points, results)`` pairs as
-batches finish; the caller (:func:`effdyn.sweeps.run.phase_diagram`) writes every pair to
-the result store at once, so an interrupted sweep keeps each finished batch.
+Both group points by the study's batching key (:attr:`~effdyn.sweeps.study.Study.batch_key`:
+points with equal keys can be evaluated together, e.g. under ``jax.vmap``), split each group
+into batches of nearly equal size (one compiled shape per group, or two), and yield
+``(points, results)`` pairs as batches finish; the caller (:func:`effdyn.sweeps.run.run_sweep`)
+writes every pair to the result store at once, so an interrupted sweep keeps each finished
+batch.
 
-An evaluator is ``evaluate(kind, base_problem, points, *, train_options) -> list[dict]``
-(default :func:`effdyn.phase.evaluate_points`): one result per point, with ``"error"`` set
-to a message for a point that failed. An evaluator that raises an
+An evaluator is the study's ``run_points(points) -> list[dict]``: one result per point, with
+``"error"`` set to a message for a point that failed. With Dask it is pickled to the workers
+(a module-level function or a ``functools.partial`` of one). An evaluator that raises an
 :class:`~effdyn.errors.EffdynError` (bad input) stops the sweep; any other exception marks
 its batch failed (retried by the next run) and the sweep goes on.
 
@@ -48,7 +49,7 @@ from typing import Any
 
 from effdyn.errors import EffdynError
 
-Evaluate = Callable[..., Sequence[dict]]
+Evaluate = Callable[[list[dict]], Sequence[dict]]
 Batch = list[dict]
 
 DEFAULT_BATCH_SIZE = 64
@@ -56,23 +57,27 @@ DEFAULT_BATCH_SIZE = 64
 
 
 def make_batches(
-    kind: str,
     points: Iterable[dict],
     batch_size: int,
-    shape_of: Callable[[str, dict], Hashable],
+    key: Callable[[dict], Hashable] | None = None,
 ) -> list[Batch]:
-    """Group ``points`` by ``shape_of(kind, point)`` and split each group into batches.
+    """Group ``points`` by ``key(point)`` and split each group into batches.
 
     A group of ``n`` points becomes ``ceil(n / batch_size)`` batches whose sizes differ by at
-    most one (a vmapped evaluator compiles once per batch size). Groups come in order of
-    their smallest width, so cheap points finish first; points keep their order.
+    most one (a vmapped evaluator compiles once per batch size). Groups come in the order of
+    their keys when the keys can be ordered (a science whose key grows with the cost, e.g. a
+    width, gets its cheap points first), else in order of appearance; points keep their
+    order. Without ``key`` all points form one group.
     """
     if batch_size < 1:
         raise EffdynError(f"batch size must be >= 1, got {batch_size}")
     groups: dict[Hashable, list[dict]] = {}
     for point in points:
-        groups.setdefault(shape_of(kind, point), []).append(point)
-    ordered = sorted(groups.values(), key=lambda g: min(p.get("width", 0) for p in g))
+        groups.setdefault(None if key is None else key(point), []).append(point)
+    try:
+        ordered = [groups[k] for k in sorted(groups)]
+    except TypeError:  # keys without an order
+        ordered = list(groups.values())
     batches = []
     for group in ordered:
         n_batches = math.ceil(len(group) / batch_size)
@@ -110,11 +115,9 @@ def _exception_message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def evaluate_batch(
-    evaluate: Evaluate, kind: str, problem, points: Batch, train_options: dict | None
-) -> list[dict]:
+def evaluate_batch(evaluate: Evaluate, points: Batch) -> list[dict]:
     """Run ``evaluate`` on one batch (in a Dask worker too); results as plain Python values."""
-    results = evaluate(kind, problem, list(points), train_options=train_options)
+    results = evaluate(list(points))
     return [_plain(r) for r in results] if isinstance(results, list | tuple) else results
 
 
@@ -143,21 +146,16 @@ class LocalExecutor:
     def __exit__(self, *exc) -> bool:
         return False
 
-    def plan(self, kind: str, points: Sequence[dict], shape_of) -> list[Batch]:
-        return make_batches(kind, points, self.batch_size, shape_of)
+    def plan(self, points: Sequence[dict], key=None) -> list[Batch]:
+        return make_batches(points, self.batch_size, key)
 
     def map(
-        self,
-        evaluate: Evaluate,
-        kind: str,
-        problem,
-        batches: Sequence[Batch],
-        train_options: dict | None = None,
+        self, evaluate: Evaluate, batches: Sequence[Batch]
     ) -> Iterator[tuple[Batch, list[dict]]]:
         """Yield ``(batch, results)`` for each batch, in order."""
         for batch in batches:
             try:
-                results = evaluate_batch(evaluate, kind, problem, batch, train_options)
+                results = evaluate_batch(evaluate, batch)
             except EffdynError:
                 raise
             except Exception as err:  # a bug or a crash in one batch: record it, go on
@@ -237,19 +235,14 @@ class DaskExecutor:
         workers = self.client.scheduler_info().get("workers", {}) if self.client else {}
         return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
-    def plan(self, kind: str, points: Sequence[dict], shape_of) -> list[Batch]:
+    def plan(self, points: Sequence[dict], key=None) -> list[Batch]:
         cap = self.batch_size or DEFAULT_BATCH_SIZE
         if self.batch_size is None:
             cap = min(cap, max(1, math.ceil(len(points) / (2 * self._threads()))))
-        return make_batches(kind, points, cap, shape_of)
+        return make_batches(points, cap, key)
 
     def map(
-        self,
-        evaluate: Evaluate,
-        kind: str,
-        problem,
-        batches: Sequence[Batch],
-        train_options: dict | None = None,
+        self, evaluate: Evaluate, batches: Sequence[Batch]
     ) -> Iterator[tuple[Batch, list[dict]]]:
         """Submit every batch, then yield ``(batch, results)`` as their futures complete."""
         from distributed import as_completed
@@ -260,14 +253,7 @@ class DaskExecutor:
         futures = []
         for batch in batches:
             future = self.client.submit(
-                evaluate_batch,
-                evaluate,
-                kind,
-                problem,
-                batch,
-                train_options,
-                retries=self.retries,
-                pure=False,
+                evaluate_batch, evaluate, batch, retries=self.retries, pure=False
             )
             batch_of[future.key] = batch
             futures.append(future)

@@ -1,15 +1,20 @@
 """The result store of a sweep: an xarray Dataset persisted as a zarr directory, point by point.
 
-Layout (one store per sweep, at ``--out``)::
+Layout (one store per sweep, at ``--out``; docs/commands.md#phase-diagram)::
 
-    dims       the sweep's exponents (e.g. gamma, gamma_prime), then width and seed
-    rd_W1 ...  one float variable per result field (rd_W1, rd_W2[, rd_W3], final_loss_ratio,
-    steps      lr; steps is an integer, -1 until known); a field an evaluator adds later
-    lr         becomes a new float variable on first sight
-    status     int8: 0 pending, 1 done, 2 failed
+    dims       the sweep's dims, as declared by its science module (:class:`~.spec.Dim`)
+    fields     one variable per declared result field (:class:`~.spec.Field`, float64 or
+               int64; NaN or -1 until known); a number a result adds later becomes a new
+               float variable on first sight
+    status     int8, a :class:`~effdyn.results.Result` code: PENDING, COMPLETED or FAILED
     error      string: the failure's message ('' when none)
-    attrs      effdyn_sweep (the sweep as JSON), effdyn_problem (the problem's tables as
-               JSON, without [sweep] and width), effdyn_store_version
+    attrs      effdyn_sweep (the spec as JSON: kind, dims with values and dtypes, fields,
+               options), effdyn_problem (what else defines the results, as JSON),
+               effdyn_result_codes (``effdyn.results.NAME_TABLE``: {"10": "pending", ...}),
+               effdyn_store_version
+
+The store is self-describing: ``ds.attrs["effdyn_result_codes"][str(int(ds.status[i]))]``
+names a status (docs/results.md).
 
 Why it survives a kill at any moment:
 
@@ -19,13 +24,13 @@ Why it survives a kill at any moment:
   over the old one, so a chunk is either the old one or the new one;
 - a point's values (and error) are written first and its ``status`` last: a point whose
   values were written but not its status still reads as pending (or failed) and is simply
-  computed again. Exponent dimensions are chunked one value at a time (width and seed whole),
-  so a write touches one small chunk per variable.
+  computed again. The science chunks its outer dims one value at a time
+  (:attr:`~.spec.Dim.chunk`), so a write touches one small chunk per variable.
 
 There is one writer (the process running the sweep; Dask workers return results to it).
 
     >>> ds = open_store("sweep.zarr")                                     # doctest: +SKIP
-    >>> ds.rd_W1.where(ds.status == STATUS_DONE).mean("seed")             # doctest: +SKIP
+    >>> ds.where(ds.status == Result.COMPLETED).mean("seed")              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,27 +46,22 @@ from typing import Any
 import numpy as np
 
 from effdyn.errors import EffdynError
+from effdyn.results import NAME_TABLE, Result
 
-from .spec import DEPTHS, SweepSpec
+from .spec import SweepSpec, one_line
 
-STATUS_PENDING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
-STORE_VERSION = 1
+STORE_VERSION = 2
+"""2: Result codes in ``status`` and the name table in the attributes (1: codes 0/1/2)."""
 _SPEC_ATTR, _PROBLEM_ATTR, _VERSION_ATTR = "effdyn_sweep", "effdyn_problem", "effdyn_store_version"
+_CODES_ATTR = "effdyn_result_codes"
 _BOOKKEEPING = ("status", "error")
+STATUSES = (Result.PENDING, Result.COMPLETED, Result.FAILED)
+"""The codes a point's ``status`` takes."""
 
 
-def result_fields(kind: str) -> dict[str, str]:
-    """The result variables a store of ``kind`` starts with, and their dtypes."""
-    fields = {f"rd_W{l}": "float64" for l in range(1, DEPTHS[kind] + 1)}
-    return {**fields, "final_loss_ratio": "float64", "steps": "int64", "lr": "float64"}
-
-
-def _fill(dtype: str):
-    return -1 if dtype == "int64" else np.nan
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def code_table() -> dict[str, str]:
+    """``NAME_TABLE`` with string keys (JSON attributes have string keys)."""
+    return {str(code): name for code, name in NAME_TABLE.items()}
 
 
 class SweepStore:
@@ -121,14 +121,20 @@ class SweepStore:
             attrs = dict(group.attrs)
         except Exception as err:  # zarr raises many kinds for a damaged folder
             raise EffdynError(
-                _one_line(f"{path}: cannot be opened as a zarr store ({err})")
+                one_line(f"{path}: cannot be opened as a zarr store ({err})")
             ) from None
         if _SPEC_ATTR not in attrs:
             raise EffdynError(f"{path}: is a zarr store but not an effdyn sweep store")
-        if attrs.get(_VERSION_ATTR) != STORE_VERSION:
+        version = attrs.get(_VERSION_ATTR)
+        if version == 1 or (version == STORE_VERSION and _CODES_ATTR not in attrs):
             raise EffdynError(
-                f"{path}: store version {attrs.get(_VERSION_ATTR)!r} is not "
-                f"{STORE_VERSION}; rerun the sweep into a new store"
+                f"{path}: written by an older effdyn (status codes 0/1/2, no result code "
+                "table); rerun the sweep into a new store"
+            )
+        if version != STORE_VERSION:
+            raise EffdynError(
+                f"{path}: store version {version!r} is not {STORE_VERSION}; "
+                "rerun the sweep into a new store"
             )
         spec = SweepSpec.from_dict(json.loads(attrs[_SPEC_ATTR]), source=str(path))
         missing = [name for name in _BOOKKEEPING if name not in group.array_keys()]
@@ -139,31 +145,30 @@ class SweepStore:
     # -- reading --------------------------------------------------------------------------
 
     def status(self) -> np.ndarray:
-        """The status grid (``spec.shape``): 0 pending, 1 done, 2 failed."""
+        """The status grid (``spec.shape``) of :class:`~effdyn.results.Result` codes:
+        ``PENDING``, ``COMPLETED`` or ``FAILED``."""
         return np.asarray(self._arrays["status"][...])
 
     def counts(self) -> dict[str, int]:
+        """Points per status, by the codes' JSON names: ``pending``, ``completed``, ``failed``."""
         status = self.status()
-        return {
-            "pending": int((status == STATUS_PENDING).sum()),
-            "done": int((status == STATUS_DONE).sum()),
-            "failed": int((status == STATUS_FAILED).sum()),
-        }
+        return {code.label: int((status == code).sum()) for code in STATUSES}
 
     def pending_points(self) -> list[dict]:
-        """Points not done yet (pending or failed), in grid order."""
+        """Points not completed yet (pending or failed), in grid order."""
         status = self.status()
-        return [p for p in self.spec.points() if status[self.spec.index(p)] != STATUS_DONE]
+        return [p for p in self.spec.points() if status[self.spec.index(p)] != Result.COMPLETED]
 
     def dataset(self):
         """The whole store as an in-memory :class:`xarray.Dataset`."""
         return open_store(self.path)
 
-    def results(self, status: int = STATUS_DONE) -> list[tuple[dict, dict]]:
-        """``(point, result)`` for every point with ``status`` (done by default), grid order.
+    def results(self, status: int = Result.COMPLETED) -> list[tuple[dict, dict]]:
+        """``(point, result)`` for every point with ``status`` (completed by default), in grid
+        order.
 
-        A result holds every result variable (floats; ``steps`` an int) and ``error``
-        (``None`` when empty), the dict an evaluator returned.
+        A result holds every result variable (floats; int64 fields as ints) and ``error``
+        (``None`` when empty): the dict the science's ``run_points`` returned.
         """
         grids = {name: np.asarray(array[...]) for name, array in self._arrays.items()}
         fields = [name for name in grids if name not in (*_BOOKKEEPING, *self.spec.dims)]
@@ -183,12 +188,13 @@ class SweepStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, point: Mapping[str, Any], result: Mapping[str, Any]) -> int:
+    def write(self, point: Mapping[str, Any], result: Mapping[str, Any]) -> Result:
         """Record one point's result: values and error first, ``status`` last.
 
-        ``result["error"]`` (``None`` or a message) decides the status: done or failed.
-        Numeric fields (``None`` reads as NaN) are stored, a new one as a new variable;
-        other values are ignored. Returns the status written.
+        ``result["error"]`` (``None`` or a message) decides the status:
+        ``Result.COMPLETED`` or ``Result.FAILED``. Numeric fields (``None`` reads as NaN) are
+        stored, a new one as a new variable; other values are ignored. Returns the status
+        written.
         """
         index = self.spec.index(point)
         error = result.get("error")
@@ -198,9 +204,9 @@ class SweepStore:
             if name not in self._arrays:
                 self._add_variable(name)
             self._arrays[name][index] = _coerce(value, self._arrays[name].dtype)
-        self._arrays["error"][index] = "" if error is None else _one_line(error)
-        status = STATUS_DONE if error is None else STATUS_FAILED
-        self._arrays["status"][index] = status
+        self._arrays["error"][index] = "" if error is None else one_line(error)
+        status = Result.COMPLETED if error is None else Result.FAILED
+        self._arrays["status"][index] = int(status)
         return status
 
     def _add_variable(self, name: str) -> None:
@@ -209,7 +215,7 @@ class SweepStore:
         self._arrays[name] = self._group.create_array(
             name,
             shape=spec.shape,
-            chunks=_chunks(spec),
+            chunks=spec.chunks,
             dtype="float64",
             fill_value=np.nan,
             dimension_names=spec.dims,
@@ -229,7 +235,8 @@ def open_store(path: str | Path):
     SweepStore.read(path)  # checks it is a sweep store, with a clear message if not
     ds = xr.open_zarr(str(path), consolidated=False, chunks=None).load()  # numpy, not dask
     ds = ds.assign(error=ds["error"].astype(object))
-    first = [name for name in result_fields(json.loads(ds.attrs[_SPEC_ATTR])["kind"]) if name in ds]
+    declared = json.loads(ds.attrs[_SPEC_ATTR]).get("fields", [])
+    first = [f["name"] for f in declared if f["name"] in ds]
     rest = sorted(name for name in ds.data_vars if name not in (*first, *_BOOKKEEPING))
     return ds[[*first, *rest, *_BOOKKEEPING]]  # a stable order, whatever zarr lists first
 
@@ -259,31 +266,32 @@ def _coerce(value: Any, dtype) -> Any:
     return number
 
 
-def _chunks(spec: SweepSpec) -> tuple[int, ...]:
-    """One exponent value per chunk; width and seed whole (a point's write is one small chunk)."""
-    return tuple(1 for _ in spec.exponent_names) + (len(spec.widths), len(spec.seeds))
-
-
 def _create(path: Path, spec: SweepSpec, problem: str | None) -> None:
     """Write an empty store in a hidden sibling folder, then rename it to ``path``."""
     import xarray as xr
 
     shape, dims = spec.shape, spec.dims
     variables = {
-        name: (dims, np.full(shape, _fill(dtype), dtype=dtype))
-        for name, dtype in result_fields(spec.kind).items()
+        f.name: (dims, np.full(shape, f.fill, dtype=f.dtype))
+        for f in spec.fields
+        if f.name not in (*_BOOKKEEPING, *dims)
     }
-    variables["status"] = (dims, np.full(shape, STATUS_PENDING, dtype=np.int8))
+    status_attrs = {  # CF-style flags: the status codes and their names
+        "flag_values": [int(code) for code in STATUSES],
+        "flag_meanings": " ".join(code.label for code in STATUSES),
+    }
+    variables["status"] = (dims, np.full(shape, int(Result.PENDING), dtype=np.int8), status_attrs)
     variables["error"] = (dims, np.full(shape, "", dtype=object))
-    attrs = {_SPEC_ATTR: spec.to_json(), _VERSION_ATTR: STORE_VERSION}
+    attrs = {
+        _SPEC_ATTR: spec.to_json(),
+        _VERSION_ATTR: STORE_VERSION,
+        _CODES_ATTR: code_table(),
+    }
     if problem is not None:
         attrs[_PROBLEM_ATTR] = problem
-    coords = {
-        name: np.asarray(values, dtype=np.int64 if name in ("width", "seed") else np.float64)
-        for name, values in spec.coords.items()
-    }
+    coords = {dim.name: np.asarray(dim.values, dtype=dim.dtype) for dim in spec.grid}
     ds = xr.Dataset(variables, coords=coords, attrs=attrs)
-    encoding = {name: {"chunks": _chunks(spec)} for name in variables}
+    encoding = {name: {"chunks": spec.chunks} for name in variables}
 
     import shutil
 
@@ -295,7 +303,7 @@ def _create(path: Path, spec: SweepSpec, problem: str | None) -> None:
         ds.to_zarr(str(staging), mode="w-", consolidated=False, encoding=encoding)
         os.rename(staging, path)  # replaces an empty folder; atomic on one file system
     except OSError as err:
-        raise EffdynError(_one_line(f"{path}: cannot create the store ({err})")) from None
+        raise EffdynError(one_line(f"{path}: cannot create the store ({err})")) from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
