@@ -42,7 +42,7 @@ from effdyn.data import load_dataset  # noqa: E402
 from effdyn.dynamics.blowup import SolverOptions  # noqa: E402
 from effdyn.dynamics.ensemble import solve_ensemble  # noqa: E402
 from effdyn.dynamics.model import effective_model  # noqa: E402
-from effdyn.dynamics.results import Result  # noqa: E402
+from effdyn.results import Result  # noqa: E402
 from effdyn.symbolic import derive  # noqa: E402
 
 RTOL, ATOL = 1e-8, 1e-12

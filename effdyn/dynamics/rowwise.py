@@ -32,6 +32,7 @@ import numpy as np
 from scipy.integrate._ivp import dop853_coefficients as _dop
 
 from .._jax import enable_x64
+from ..results import Result
 
 enable_x64()
 
@@ -43,7 +44,7 @@ _E5 = np.asarray(_dop.E5, dtype=np.float64)
 _ORDER_ERR = 7  # the step-size exponent is −1/(7 + 1)
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
 
-RUNNING, DONE, STOPPED, OUT_OF_STEPS, STEP_UNDERFLOW, NONFINITE = 0, 1, 2, 3, 4, 5
+RUNNING, DONE, STOPPED, OUT_OF_STEPS, STEP_UNDERFLOW, NONFINITE = (int(Result.RUNNING), int(Result.CONVERGED), int(Result.STOPPED), int(Result.MAX_STEPS), int(Result.SOLVER_FAILED), int(Result.NONFINITE))  # noqa: E501
 """Row status: still integrating; ``done`` held; ``alive`` failed (horizon, non-finite);
 ``max_steps`` attempts used; the step size underflowed; it underflowed because every
 proposal was non-finite (the field overflows or returns NaN there)."""
