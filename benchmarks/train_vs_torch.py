@@ -295,7 +295,7 @@ def main() -> None:
         "compile_s": round(first_s - chunk_s, 3),
         "first_chunk_run_s": round(first_s, 3),
         "compiled_chunk_run_s": round(chunk_s, 4),
-        "result": eff.result,
+        "result": eff.result.label,
         "initial_loss": float(eff.loss[0]),
         "final_loss": float(eff.loss[-1]),
         "dtype": "float64 (jax_enable_x64)",

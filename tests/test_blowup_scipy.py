@@ -14,7 +14,8 @@ and the built-in ``zhou2022-fig2`` data (d = 5, n = 80):
 
 Also: the blow-up direction (depth 3), :func:`solve_ensemble` and
 :func:`threshold_blowup_time` against :func:`solve_blowup`, and failure values (NaN start,
-``z = 0``, tiny ``max_steps``) that must come back as result codes, never exceptions.
+``z = 0``, tiny ``max_steps``) that must come back as result codes, never exceptions — unless
+``throw=True``, which raises on a failure and never on an outcome.
 
 Compilation dominates the run time: each case's model is built once and every solve with a
 given (model layout, options, shape) reuses one compiled function.
@@ -33,7 +34,8 @@ from effdyn.data import load_dataset
 from effdyn.dynamics.blowup import SolverOptions, solve_blowup, threshold_blowup_time
 from effdyn.dynamics.ensemble import solve_ensemble
 from effdyn.dynamics.model import effective_model, flatten
-from effdyn.dynamics.results import Result
+from effdyn.errors import EffdynError
+from effdyn.results import Result
 from effdyn.symbolic import derive
 
 SOLVE_OPTS = SolverOptions(rtol=1e-10, atol=1e-13)
@@ -243,7 +245,7 @@ def test_nonfinite_initial_condition(depth3):
     bad = depth3.thetas.copy()
     bad[1, 3] = np.nan
     tr = solve(depth3.model, jnp.asarray(bad[1]), SOLVE_OPTS)
-    assert int(tr.result) == Result.NONFINITE
+    assert Result.from_value(tr.result) is Result.NONFINITE
     assert np.isnan(float(tr.t_star))
     ens = solve_ensemble(depth3.model, bad, ENSEMBLE_OPTS, chunk_size=len(SEEDS))
     np.testing.assert_array_equal(ens.result, [Result.BLOWUP, Result.NONFINITE, Result.BLOWUP])
@@ -270,7 +272,7 @@ def test_zero_target_correlation_is_no_blowup(depth3, zero_target):
     """y = 0: solve_blowup gives NO_BLOWUP (2) and t_star NaN."""
     for th in depth3.thetas:
         tr = solve(zero_target, jnp.asarray(th), SOLVE_OPTS)
-        assert int(tr.result) == Result.NO_BLOWUP
+        assert Result.from_value(tr.result) is Result.NO_BLOWUP
         assert np.isnan(float(tr.t_star))
 
 
@@ -286,8 +288,45 @@ def test_max_steps_is_a_result_code(depth3):
     """SolverOptions(max_steps=3): result MAX_STEPS (3) and t_star NaN, without raising."""
     tiny = SolverOptions(rtol=1e-10, atol=1e-13, max_steps=3)
     tr = solve(depth3.model, jnp.asarray(depth3.thetas[0]), tiny)
-    assert int(tr.result) == Result.MAX_STEPS
+    assert Result.from_value(tr.result) is Result.MAX_STEPS
     assert np.isnan(float(tr.t_star))
     ens = solve_ensemble(depth3.model, depth3.thetas, tiny, chunk_size=len(SEEDS))
     np.testing.assert_array_equal(ens.result, Result.MAX_STEPS)
     assert np.all(np.isnan(ens.t_star))
+
+
+def test_throw_raises_on_failures_only(depth3, zero_target):
+    """throw=True: MAX_STEPS and NONFINITE raise EffdynError with the data-dependent message;
+    BLOWUP and NO_BLOWUP (outcomes) return the same trajectory as throw=False."""
+    tiny = SolverOptions(rtol=1e-10, atol=1e-13, max_steps=3)
+    th = jnp.asarray(depth3.thetas[0])
+    with pytest.raises(EffdynError, match="max_steps"):
+        solve_blowup(depth3.model, th, tiny, throw=True)
+    bad = depth3.thetas[1].copy()
+    bad[3] = np.nan
+    with pytest.raises(EffdynError, match="non-finite"):
+        solve_blowup(depth3.model, jnp.asarray(bad), SOLVE_OPTS, throw=True)
+    tr = solve_blowup(depth3.model, th, SOLVE_OPTS, throw=True)
+    assert Result.from_value(tr.result) is Result.BLOWUP
+    assert float(tr.t_star) == depth3.t_star[0]  # the same compiled solve as throw=False
+    zero = solve_blowup(zero_target, th, SOLVE_OPTS, throw=True)
+    assert Result.from_value(zero.result) is Result.NO_BLOWUP
+    with pytest.raises(EffdynError, match="outside jit"):
+        eqx.filter_jit(solve_blowup)(depth3.model, th, SOLVE_OPTS, throw=True)
+
+
+def test_ensemble_throw_counts_the_failed_rows(depth3, zero_target):
+    """solve_ensemble(throw=True) raises if any row failed, naming how many and which code;
+    an ensemble of outcomes (blow-up, no blow-up) returns."""
+    bad = depth3.thetas.copy()
+    bad[1, 3] = np.nan
+    n = len(SEEDS)
+    with pytest.raises(EffdynError, match=r"1 of 3 trajectories failed: 1 nonfinite \(rows 1\)"):
+        solve_ensemble(depth3.model, bad, ENSEMBLE_OPTS, chunk_size=n, throw=True)
+    tiny = SolverOptions(rtol=1e-10, atol=1e-13, max_steps=3)
+    with pytest.raises(EffdynError, match=r"3 of 3 trajectories failed: 3 max_steps"):
+        solve_ensemble(depth3.model, depth3.thetas, tiny, chunk_size=n, throw=True)
+    ens = solve_ensemble(depth3.model, depth3.thetas, ENSEMBLE_OPTS, chunk_size=n, throw=True)
+    assert all(Result.from_value(c) is Result.BLOWUP for c in ens.result)
+    zero = solve_ensemble(zero_target, depth3.thetas, ENSEMBLE_OPTS, chunk_size=n, throw=True)
+    assert all(Result.from_value(c) is Result.NO_BLOWUP for c in zero.result)

@@ -33,6 +33,7 @@ from effdyn.dynamics.model import flatten
 from effdyn.dynamics.predict import predict
 from effdyn.errors import EffdynError
 from effdyn.problem import initial_params, problem_from_dict
+from effdyn.results import Result
 from effdyn.symbolic.activation import analyze_activation
 from effdyn.training import loss_function, network, network_inputs, train
 
@@ -419,7 +420,7 @@ def test_non_smooth_activation_is_refused_by_predict(color_images):
     with pytest.raises(EffdynError, match="needs an activation that is smooth") as info:
         predict(cnn(x, y, act="relu"))
     assert "\n" not in str(info.value)
-    assert train(cnn(x, y, act="relu"), steps=3).result == "completed"  # training works
+    assert train(cnn(x, y, act="relu"), steps=3).result is Result.COMPLETED  # training works
 
 
 # ---------------------------------------------------------------------------------------------

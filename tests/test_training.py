@@ -12,13 +12,16 @@ residual ``r = f − y`` (n×1), the loss ``R = (1/2n) Σ r²`` has
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
+import rich.console
 
 from effdyn.errors import EffdynError
 from effdyn.problem import initial_params, problem_from_dict
+from effdyn.results import Result
 from effdyn.training import TrainRun, load_run, loss_function, network, save_run, train
 from effdyn.training import loop as loop_module
 
@@ -155,7 +158,7 @@ def test_one_gd_step_is_minus_lr_times_finite_difference_gradient(activation, de
     sigmas = [ACTS[activation][0]] * (depth - 1)
     g = fd_grad(lambda ps: np_loss(ps, x, y, sigmas), params0)
     run = train(p, steps=1, lr=lr, optimizer="gd")
-    assert run.steps == 1 and run.result == "completed"
+    assert run.steps == 1 and run.result is Result.COMPLETED
     for w0, w1, gl in zip(params0, run.params, g, strict=True):
         np.testing.assert_allclose((w0 - w1) / lr, gl, rtol=1e-6, atol=1e-10)
     np.testing.assert_allclose(run.loss[0], np_loss(params0, x, y, sigmas), rtol=1e-13)
@@ -189,7 +192,7 @@ def test_train_partial_chunk_time_loss_and_snapshots():
     train(p, steps=1200, lr=0.02, optimizer="gd", chunk=1000, n_snapshots=40)
     assert loop_module._TRACES[0] == before  # same chunk and shapes: reused, even with new lr
 
-    assert run.result == "completed" and run.steps == steps == run.steps_requested
+    assert run.result is Result.COMPLETED and run.steps == steps == run.steps_requested
     assert np.array_equal(run.t, np.arange(steps + 1) * lr)
     params0 = initial_params(p)
     sigmas = [np.tanh]
@@ -306,7 +309,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_nonfinite_loss_is_a_result(tmp_path):
     p = _fig5(width=10, scale=1.0)
     run = train(p, steps=5000, lr=1e6, optimizer="gd", chunk=500)
-    assert run.result == "nonfinite"
+    assert run.result is Result.NONFINITE
     k = run.steps
     assert k < 5000 and len(run.t) == len(run.loss) == k + 1
     assert np.all(np.isfinite(run.loss[:-1])) and not np.isfinite(run.loss[-1])
@@ -314,14 +317,36 @@ def test_nonfinite_loss_is_a_result(tmp_path):
     assert run.snapshot_steps[-1] == k
     assert all(np.array_equal(s[-1], w) for s, w in zip(run.snapshots, run.params, strict=True))
     save_run(run, tmp_path)
-    assert json.loads((tmp_path / "result.json").read_text())["final_loss"] is None
+    summary = json.loads((tmp_path / "result.json").read_text())
+    assert summary["final_loss"] is None and summary["result"] == "nonfinite"
+    assert load_run(tmp_path).result is Result.NONFINITE
+
+
+def test_throw_raises_on_a_nonfinite_loss():
+    """throw=True: a diverging run (lr 1e6) raises with the run's message; throw=False
+    returns the code."""
+    p = _fig5(width=10, scale=1.0)
+    quiet = train(p, steps=200, lr=1e6, optimizer="gd", chunk=50)
+    assert quiet.result is Result.NONFINITE and quiet.result.failed
+    with pytest.raises(EffdynError) as err:
+        train(p, steps=200, lr=1e6, optimizer="gd", chunk=50, throw=True)
+    assert str(err.value) == quiet.message and f"step {quiet.steps}" in str(err.value)
+
+
+def test_throw_never_raises_on_an_outcome():
+    """COMPLETED and STOPPED are outcomes: throw=True returns them."""
+    p = _fig5(width=10, scale=0.1)
+    done = train(p, steps=20, lr=0.1, chunk=10, throw=True)
+    assert done.result is Result.COMPLETED and done.steps == 20
+    stopped = train(p, steps=20000, lr=0.1, chunk=200, stop_below=0.5, throw=True)
+    assert stopped.result is Result.STOPPED and stopped.steps < 20000
 
 
 def test_stop_below_ends_after_the_chunk_where_the_loss_dropped():
     chunk = 200
     p = _fig5(width=10, scale=0.1)
     run = train(p, steps=20000, lr=0.1, optimizer="gd", chunk=chunk, stop_below=0.5)
-    assert run.result == "stopped"
+    assert run.result is Result.STOPPED
     k = run.steps
     assert k < 20000 and k % chunk == 0 and len(run.loss) == k + 1
     assert run.loss[k - chunk : k].min() < 0.5 * run.loss[0]  # dropped in the last chunk
@@ -329,10 +354,26 @@ def test_stop_below_ends_after_the_chunk_where_the_loss_dropped():
     assert run.snapshot_steps[-1] == k and "\n" not in run.message
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_runs(capsys, monkeypatch):
+    """progress=True draws the bar (on a captured terminal console standing in for stderr)
+    and leaves stdout empty; progress=False draws nothing."""
+    screens, real_console = [], rich.console.Console
+
+    def terminal(*args, stderr=False, **kwargs):
+        assert stderr  # the bar goes to stderr, never stdout
+        screens.append(io.StringIO())
+        return real_console(file=screens[-1], force_terminal=True, width=100)
+
+    monkeypatch.setattr(rich.console, "Console", terminal)
     run = train(_fig5(width=10), steps=30, lr=0.1, chunk=10, progress=True)
-    assert run.result == "completed"
-    assert capsys.readouterr().out == ""  # the bar is on stderr only
+    assert run.result is Result.COMPLETED
+    assert len(screens) == 1
+    drawn = screens[0].getvalue()
+    assert "training (gd)" in drawn and "30/30" in drawn  # the bar reached its end
+    assert capsys.readouterr().out == ""
+    train(_fig5(width=10), steps=30, lr=0.1, chunk=10, progress=False)
+    assert len(screens) == 1  # no console, no bar
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize(

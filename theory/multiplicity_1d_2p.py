@@ -13,8 +13,8 @@ from effdyn.dynamics.blowup import SolverOptions
 from effdyn.dynamics.ensemble import solve_ensemble
 from effdyn.dynamics.model import effective_model
 from effdyn.dynamics.predict import predict
-from effdyn.dynamics.results import Result
 from effdyn.problem import initial_params, problem_from_dict
+from effdyn.results import Result
 
 
 def _problem(activation, eps, settings):

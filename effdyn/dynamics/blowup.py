@@ -1,4 +1,6 @@
-"""Finite-time blow-up of a homogeneous field by rescaled time (THEORY.md §3.2).
+"""Finite-time blow-up of a homogeneous field by rescaled time.
+
+The method is in docs/theory/blowup.md#rescaled-time.
 
 ``θ' = F(θ)`` with ``F`` homogeneous of degree ``k``. Writing ``θ = r u`` (``|u| = 1``) and
 ``dτ = r^{k−1} dt``:
@@ -14,8 +16,11 @@ system has ``τ = t``: ``u`` tends to the top eigenvector and ``u·F(u)`` to the
 The predicted escape time is found on the way: the first time the leading-order loss
 ``R_q(θ(t))`` is ``(1 − escape_fraction)·R_q(θ₀)`` (an event with Newton root finding).
 
-:func:`threshold_blowup_time` is the cross-check of §3.2: integrate in ``t`` until
-``|θ| = R``; its error is ``O(R^{−(k−1)})``.
+:func:`threshold_blowup_time` is the cross-check (docs/theory/blowup.md#threshold-estimator):
+integrate in ``t`` until ``|θ| = R``; its error is ``O(R^{−(k−1)})``.
+
+Every entry point computes in float64 inside JAX's scoped context (docs/precision.md);
+results are :class:`~effdyn.results.Result` codes (docs/results.md).
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 
-from .._jax import enable_x64
+from .._jax import in_float64
+from ..errors import EffdynError
+from ..results import Result, check, describe
 from .model import EffectiveModel
-from .results import Result
-
-enable_x64()
 
 
 class SolverOptions(eqx.Module):
@@ -120,13 +125,17 @@ def _solve(model, state0, tau1, events, opts, root_finder=None):
     )
 
 
-def solve_blowup(
+@in_float64
+def solve_blowup_traced(
     model: EffectiveModel, theta0: jax.Array, opts: SolverOptions = DEFAULT_OPTIONS
 ) -> Trajectory:
-    """Solve ``θ' = F(θ)`` from ``θ₀`` (flat) to blow-up (or growth, for k = 1).
+    """The traced computation of :func:`solve_blowup`: the same :class:`Trajectory`, never
+    raising, safe under ``jit`` and ``vmap`` (``eqx.filter_jit(solve_blowup_traced)``).
 
-    Returns a :class:`Trajectory`; failures are result codes, never exceptions, so this
-    function can be ``vmap``-ed over a batch of ``θ₀``.
+    Failures are result codes (:class:`~effdyn.results.Result`) in ``Trajectory.result``.
+    diffrax's own outcome is read through its public ``diffrax.RESULTS`` operations
+    (equality and ``RESULTS.where``) and mapped to effdyn's integer codes with
+    ``jnp.select`` (docs/results.md).
     """
     k = model.field_degree
     norm0 = jnp.linalg.norm(theta0)
@@ -181,7 +190,7 @@ def solve_blowup(
         tuple(first.event_mask[1:]),
         tuple(second.event_mask),
     )
-    sol_result = jnp.where(done_first, first.result._value, second.result._value)
+    sol_result = diffrax.RESULTS.where(done_first, first.result, second.result)
     u, log_r, t = jax.tree.map(lambda a: a[-1], second.ys)
     u = u / jnp.linalg.norm(u)
     g = jnp.dot(u, model.field(u))
@@ -196,25 +205,25 @@ def solve_blowup(
             mask[2],
             mask[0],
             mask[1],
-            sol_result == diffrax.RESULTS.max_steps_reached._value,
+            sol_result == diffrax.RESULTS.max_steps_reached,
             # an event would have set a mask; anything but reaching t1 is a failure
-            sol_result != diffrax.RESULTS.successful._value,
+            sol_result != diffrax.RESULTS.successful,
         ],
         [
-            Result.NONFINITE,
-            Result.NO_BLOWUP,
-            Result.NONFINITE,
-            Result.BLOWUP if k >= 2 else Result.ESCAPED,
-            Result.NO_BLOWUP,
-            Result.MAX_STEPS,
-            Result.SOLVER_FAILED,
+            int(Result.NONFINITE),
+            int(Result.NO_BLOWUP),
+            int(Result.NONFINITE),
+            int(Result.BLOWUP if k >= 2 else Result.ESCAPED),
+            int(Result.NO_BLOWUP),
+            int(Result.MAX_STEPS),
+            int(Result.SOLVER_FAILED),
         ],
-        default=Result.NO_BLOWUP,
+        default=int(Result.NO_BLOWUP),
     )
-    ok = (code == Result.BLOWUP) | (code == Result.ESCAPED)
+    ok = (code == int(Result.BLOWUP)) | (code == int(Result.ESCAPED))
     nan = jnp.nan
     return Trajectory(
-        t_star=jnp.where(code == Result.BLOWUP, t_star, nan),
+        t_star=jnp.where(code == int(Result.BLOWUP), t_star, nan),
         t_escape=jnp.where(finite0, t_escape, nan),
         growth_rate=jnp.where(ok, g, nan),
         direction=jnp.where(ok, u, nan),
@@ -228,6 +237,58 @@ def solve_blowup(
     )
 
 
+_solve_compiled = eqx.filter_jit(solve_blowup_traced)
+
+
+@in_float64
+def solve_blowup(
+    model: EffectiveModel,
+    theta0: jax.Array,
+    opts: SolverOptions = DEFAULT_OPTIONS,
+    *,
+    throw: bool = False,
+) -> Trajectory:
+    """Solve ``θ' = F(θ)`` from ``θ₀`` (flat) to blow-up (or growth, for k = 1).
+
+    Returns a :class:`Trajectory`. Its ``result`` is an integer
+    :class:`~effdyn.results.Result` code: an outcome (``BLOWUP``, ``ESCAPED``,
+    ``NO_BLOWUP``) or a failure (``MAX_STEPS``, ``NONFINITE``, ``SOLVER_FAILED``).
+
+    Called on concrete arrays, the solve is compiled (:func:`solve_blowup_traced` under
+    ``eqx.filter_jit``, once per model layout, options and shape). Inside a caller's
+    ``jit``/``vmap`` (``eqx.filter_jit(solve_blowup)``, ``jax.vmap`` over a batch of ``θ₀``)
+    it is :func:`solve_blowup_traced` inlined. With ``throw=False`` (the default) failures
+    are codes, never exceptions. With
+    ``throw=True`` a failure raises :class:`~effdyn.errors.EffdynError` with its
+    data-dependent message (:func:`~effdyn.results.describe`); an outcome never raises.
+    The check reads the concrete code after the solve, so ``throw=True`` needs a call
+    outside ``jit``/``vmap`` (docs/results.md).
+    """
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((model, theta0)))
+    if not traced:
+        traj = _solve_compiled(model, theta0, opts)
+        check(traj.result, solve_message(model, traj) if throw else None, throw=throw)
+        return traj
+    if throw:
+        raise EffdynError(
+            "solve_blowup(..., throw=True) needs concrete results: call it outside "
+            "jit/vmap (inside, use throw=False and read Trajectory.result)"
+        )
+    # Inside the caller's jit/vmap: the traced computation itself, inlined.
+    return solve_blowup_traced(model, theta0, opts)
+
+
+def solve_message(model: EffectiveModel, traj: Trajectory) -> str:
+    """The one-line, data-dependent explanation of one (concrete) solve's result code."""
+    return describe(
+        int(traj.result),
+        energy0=float(traj.energy0),
+        field_norm0=float(traj.field_norm0),
+        z_norm=float(np.linalg.norm(np.asarray(model.z))),
+        horizon=float(traj.horizon),
+    )
+
+
 def _original_field(t, theta, args):
     model, _ = args
     return model.field(theta)
@@ -238,6 +299,7 @@ def _norm_reached(t, y, args, **kw):
     return jnp.linalg.norm(y) - radius
 
 
+@in_float64
 @eqx.filter_jit
 def threshold_blowup_time(
     model: EffectiveModel,
@@ -267,6 +329,7 @@ def threshold_blowup_time(
     return jnp.where(sol.event_mask, sol.ts[-1], jnp.nan)
 
 
+@in_float64
 @eqx.filter_jit
 def trajectory(
     model: EffectiveModel,

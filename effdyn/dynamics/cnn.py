@@ -53,12 +53,12 @@ from ..analysis.orientations import cluster_orientations
 from ..api import derive_problem
 from ..errors import EffdynError
 from ..problem import Problem, initial_params
+from ..results import Result
 from ..symbolic.activation import Activation, S
 from .blowup import SolverOptions
 from .ensemble import solve_ensemble
 from .model import flatten
 from .predict import _num, contract_keys, solve_one
-from .results import Result
 
 enable_x64()
 

@@ -1,7 +1,8 @@
 """Many initial conditions at once: blow-up times and directions for a whole ensemble.
 
 Each chunk of trajectories is integrated by :func:`~effdyn.dynamics.rowwise.integrate_rows`:
-the chunk's rescaled states ``(u_i, log r_i, t_i)`` (THEORY.md §3.2) advance together through
+the chunk's rescaled states ``(u_i, log r_i, t_i)`` (docs/theory/blowup.md#rescaled-time,
+docs/theory/blowup.md#batched-integrator) advance together through
 the stages of a Dormand–Prince 8(5,3) step on contiguous ``(chunk, P)`` arrays, but every
 trajectory has its own step size and accept/reject decision.
 
@@ -18,7 +19,8 @@ trajectory has its own step size and accept/reject decision.
   tolerance, and with scipy's DOP853 (the same method) to ~1e-13.
 
 The escape time ``t_escape`` needs an event per trajectory; use :func:`~effdyn.dynamics.
-blowup.solve_blowup` (vmapped or alone) for it. Every trajectory carries a result code.
+blowup.solve_blowup` (vmapped or alone) for it. Every trajectory carries a
+:class:`~effdyn.results.Result` code (docs/results.md); ``throw=True`` raises if any failed.
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._jax import enable_x64
-from ..results import Result
+from .._jax import in_float64
+from ..progress import progress_bar
+from ..results import Result, check, describe
 from .blowup import DEFAULT_OPTIONS, SolverOptions, settle_tolerance
 from .model import EffectiveModel
 from .rowwise import integrate_rows
 
-enable_x64()
+_CONVERGED, _STOPPED = int(Result.CONVERGED), int(Result.STOPPED)
+_MAX_STEPS, _SOLVER_FAILED, _NONFINITE = (
+    int(Result.MAX_STEPS),
+    int(Result.SOLVER_FAILED),
+    int(Result.NONFINITE),
+)
+"""Row statuses of :func:`~effdyn.dynamics.rowwise.integrate_rows` (``Result`` codes)."""
 
 
 class Ensemble(eqx.Module):
@@ -69,7 +78,7 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     horizon = jnp.minimum(horizon * jnp.ones_like(log_r0), 1e300)
 
     def vf(y):
-        """Rescaled system (THEORY.md §3.2) on rows ``(u, log r, t)``.
+        """Rescaled system (docs/theory/blowup.md#rescaled-time) on rows ``(u, log r, t)``.
 
         ``u`` is not renormalized in a separate pass: with ``s = 1/|u|`` and ``F``
         homogeneous of degree ``k``, ``F(su) = s^k F(u)`` and ``g = s^{k+1} u·F(u)``, so
@@ -108,31 +117,36 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     finite = jnp.all(jnp.isfinite(u), axis=1) & jnp.isfinite(log_r) & jnp.isfinite(t)
     u = u / jnp.linalg.norm(u, axis=1, keepdims=True)
     g = out["f"][1]
-    grown = status == int(Result.CONVERGED)
+    # Row status -> trajectory code: CONVERGED (grown, direction settled) is a blow-up
+    # (k ≥ 2) or an escape (k = 1); STOPPED (past the horizon) is no blow-up; MAX_STEPS,
+    # SOLVER_FAILED (step-size underflow) and NONFINITE stay themselves.
+    grown = status == _CONVERGED
     t_star = t + jnp.exp(-(k - 1) * log_r) / ((k - 1) * g) if k >= 2 else jnp.nan * t
     code = jnp.select(
         [
             ~jnp.all(jnp.isfinite(thetas), axis=1),
             norms == 0,
-            ~finite | (status == int(Result.NONFINITE)),
+            ~finite | (status == _NONFINITE),
             grown,
-            status == int(Result.MAX_STEPS),
-            status == int(Result.SOLVER_FAILED),
+            status == _MAX_STEPS,
+            status == _SOLVER_FAILED,
+            status == _STOPPED,
         ],
         [
-            Result.NONFINITE,
-            Result.NO_BLOWUP,
-            Result.NONFINITE,
-            Result.BLOWUP if k >= 2 else Result.ESCAPED,
-            Result.MAX_STEPS,
-            Result.SOLVER_FAILED,
+            int(Result.NONFINITE),
+            int(Result.NO_BLOWUP),
+            int(Result.NONFINITE),
+            int(Result.BLOWUP if k >= 2 else Result.ESCAPED),
+            int(Result.MAX_STEPS),
+            int(Result.SOLVER_FAILED),
+            int(Result.NO_BLOWUP),
         ],
-        # stopped at the horizon without growing: no blow-up
-        default=Result.NO_BLOWUP,
+        # no row is still RUNNING when integrate_rows returns
+        default=int(Result.NO_BLOWUP),
     )
-    ok = (code == Result.BLOWUP) | (code == Result.ESCAPED)
+    ok = (code == int(Result.BLOWUP)) | (code == int(Result.ESCAPED))
     return dict(
-        t_star=jnp.where(code == Result.BLOWUP, t_star, jnp.nan),
+        t_star=jnp.where(code == int(Result.BLOWUP), t_star, jnp.nan),
         growth_rate=jnp.where(ok, g, jnp.nan),
         direction=jnp.where(ok[:, None], u, jnp.nan),
         log_r=log_r,
@@ -145,6 +159,7 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     )
 
 
+@in_float64
 def solve_ensemble(
     model: EffectiveModel,
     thetas: np.ndarray,
@@ -152,8 +167,16 @@ def solve_ensemble(
     *,
     chunk_size: int = 32,
     progress: bool = False,
+    throw: bool = False,
 ) -> Ensemble:
     """Blow-up time, growth rate and direction from every row of ``thetas`` (``(N, P)``).
+
+    Every row carries an integer :class:`~effdyn.results.Result` code in
+    ``Ensemble.result``. With ``throw=False`` (the default) failures stay codes; with
+    ``throw=True`` :class:`~effdyn.errors.EffdynError` is raised if ANY row failed
+    (``MAX_STEPS``, ``NONFINITE``, ``SOLVER_FAILED``), saying how many rows failed with
+    which code and why the first one did. Outcomes (``BLOWUP``, ``ESCAPED``,
+    ``NO_BLOWUP``) never raise. ``progress`` draws a bar on stderr.
 
     >>> # ens = solve_ensemble(model, thetas); ens.t_star.shape == (N,)
     """
@@ -163,9 +186,7 @@ def solve_ensemble(
     n = thetas.shape[0]
     chunk = max(1, min(chunk_size, n))
     pieces = []
-    bar = _progress(progress)
-    with bar if bar is not None else _Null():
-        task = bar.add_task("effective dynamics", total=n) if bar is not None else None
+    with progress_bar("effective dynamics", total=n, enabled=progress) as bar:
         for start in range(0, n, chunk):
             block = thetas[start : start + chunk]
             size = block.shape[0]
@@ -173,30 +194,34 @@ def solve_ensemble(
                 block = np.concatenate([block, np.repeat(block[-1:], chunk - size, axis=0)])
             out = _solve_chunk(model, jnp.asarray(block), opts)
             pieces.append({key: np.asarray(val)[:size] for key, val in out.items()})
-            if bar is not None:
-                bar.update(task, advance=size)
-    return Ensemble(**{key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]})
+            bar.advance(size)
+    ens = Ensemble(**{key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]})
+    if throw:
+        _raise_on_failure(model, ens)
+    return ens
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),  # stdout stays clean for --json
+def _raise_on_failure(model: EffectiveModel, ens: Ensemble) -> None:
+    """Raise :class:`~effdyn.errors.EffdynError` if any row of ``ens`` failed (the message
+    counts the failed rows per code and explains the first)."""
+    codes = [Result.from_value(c) for c in ens.result]
+    failed = [i for i, code in enumerate(codes) if code.failed]
+    if not failed:
+        return
+    counts: dict[Result, list[int]] = {}
+    for i in failed:
+        counts.setdefault(codes[i], []).append(i)
+    parts = []
+    for code, rows in counts.items():
+        shown = ", ".join(str(i) for i in rows[:5]) + (", …" if len(rows) > 5 else "")
+        parts.append(f"{len(rows)} {code.label} (rows {shown})")
+    first = failed[0]
+    why = describe(
+        codes[first],
+        energy0=float(ens.energy0[first]),
+        field_norm0=float(ens.field_norm0[first]),
+        z_norm=float(np.linalg.norm(np.asarray(model.z))),
+        horizon=float(ens.horizon[first]),
     )
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    message = f"{len(failed)} of {len(codes)} trajectories failed: {'; '.join(parts)}"
+    check(codes[first], f"{message}; row {first}: {why}", throw=True)

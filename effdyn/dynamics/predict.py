@@ -28,12 +28,12 @@ from .._jax import enable_x64
 from ..analysis.orientations import cluster_orientations
 from ..api import derive_problem
 from ..problem import Problem, initial_params
+from ..results import Result, describe
 from ..symbolic.derivation import Derivation
 from .blowup import SolverOptions, solve_blowup
 from .critical import critical_orientations
 from .ensemble import solve_ensemble
 from .model import effective_model, flatten
-from .results import Result, describe
 
 enable_x64()
 

@@ -1,10 +1,12 @@
 """Writing and reading a training run: ``DIR/train.npz`` and ``DIR/result.json``.
 
-``train.npz`` holds the arrays (ARCHITECTURE.md, ``effdyn train``): ``t``, ``loss``, the
-final ``W1 … WL``, ``snapshot_steps``, ``snapshot_t = snapshot_steps · lr`` and, per layer,
+``train.npz`` holds the arrays (docs/commands.md#train): ``t``, ``loss``, the final
+``W1 … WL``, ``snapshot_steps``, ``snapshot_t = snapshot_steps · lr`` and, per layer,
 ``snapshots_W1 …`` of shape ``(S, *W_l.shape)``. ``result.json`` holds the summary:
-``result``, ``message``, ``optimizer``, ``lr``, ``steps`` (run), ``steps_requested``,
-``initial_loss``, ``final_loss``, ``t_final`` and any ``extra`` keys. The JSON is
+``result`` (the :class:`~effdyn.results.Result`'s JSON name: ``"completed"``, ``"stopped"``
+or ``"nonfinite"``; read back with ``Result.from_name``), ``message``, ``optimizer``, ``lr``,
+``steps`` (run), ``steps_requested``, ``initial_loss``, ``final_loss``, ``t_final`` and any
+``extra`` keys. The JSON is
 deterministic — sorted keys, plain floats, NaN and ±inf written as ``null`` — so two saves
 of the same run are byte-identical.
 """
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EffdynError
+from ..results import Result
 from .loop import RESULTS, TrainRun
 
 ARRAYS = "train.npz"
@@ -63,7 +66,7 @@ def save_run(run: TrainRun, out_dir: str | Path, extra: Mapping[str, Any] | None
 def summary_of(run: TrainRun) -> dict[str, Any]:
     """The summary keys of ``result.json`` (without ``extra``)."""
     return {
-        "result": run.result,
+        "result": run.result.label,
         "message": run.message,
         "optimizer": run.optimizer,
         "lr": float(run.lr),
@@ -93,7 +96,7 @@ def load_run(out_dir: str | Path) -> TrainRun:
     missing = [name for name in required if name not in arrays]
     if depth == 0 or missing:
         raise EffdynError(f"{str(out / ARRAYS)!r} is not a training run (missing {missing})")
-    if summary.get("result") not in RESULTS:
+    if summary.get("result") not in {code.label for code in RESULTS}:
         raise EffdynError(f"{str(out / SUMMARY)!r} is not a training run summary")
     return TrainRun(
         t=arrays["t"],
@@ -102,7 +105,7 @@ def load_run(out_dir: str | Path) -> TrainRun:
         params=tuple(arrays[w] for w in names),
         snapshot_steps=arrays["snapshot_steps"],
         snapshots=tuple(arrays[f"snapshots_{w}"] for w in names),
-        result=summary["result"],
+        result=Result.from_name(summary["result"]),
         message=summary["message"],
         optimizer=summary["optimizer"],
         lr=float(summary["lr"]),

@@ -1,6 +1,7 @@
 """Training the real network: full-batch gradient descent or Adam, compiled in chunks.
 
-Gradient descent with step ``lr`` on ``R(θ) = (1/2n) Σ_i |f(x_i) − y_i|²`` (THEORY.md §1),
+Gradient descent with step ``lr`` on ``R(θ) = (1/2n) Σ_i |f(x_i) − y_i|²``
+(docs/theory/conventions.md),
 
     θ_{k+1} = θ_k − lr ∇R(θ_k),
 
@@ -18,9 +19,12 @@ log-spaced snapshot steps, written inside the scan into a preallocated buffer th
 to stop after a non-finite loss, to stop early once the loss has dropped (``stop_below``), and
 to update the progress bar.
 
-A non-finite loss is a result, not an exception (STYLE.md, "Failure is a value"): the step
-that produced it does not update ``θ``, the run ends after that chunk, and the arrays end at
-that step with ``result = "nonfinite"`` and a message naming the likely cause.
+A non-finite loss is a result, not an exception (docs/results.md): the step that produced it
+does not update ``θ``, the run ends after that chunk, and the arrays end at that step with
+``result = Result.NONFINITE`` and a message naming the likely cause; ``throw=True`` raises it
+as an :class:`~effdyn.errors.EffdynError` instead. ``Result.COMPLETED`` and
+``Result.STOPPED`` are outcomes and never raise. The computation runs in float64 inside
+JAX's scoped context (docs/precision.md).
 
 Example::
 
@@ -29,7 +33,7 @@ Example::
     ...                        "data": {"dataset": "zhou2022-fig5"},
     ...                        "init": {"scale": 0.1}, "train": {"lr": 0.1, "steps": 100}})
     >>> run = train(p)
-    >>> run.result, float(run.t[-1]), run.loss.shape
+    >>> run.result.label, float(run.t[-1]), run.loss.shape
     ('completed', 10.0, (101,))
 """
 
@@ -45,14 +49,15 @@ import numpy as np
 import optax
 from jax import lax
 
-from .._jax import enable_x64
+from .._jax import in_float64
 from ..errors import EffdynError
 from ..problem import OPTIMIZERS, Problem, initial_params
+from ..progress import progress_bar
+from ..results import Result, check
 from .network import loss_function, network, network_inputs
 
-enable_x64()
-
-RESULTS = ("completed", "stopped", "nonfinite")
+RESULTS = (Result.COMPLETED, Result.STOPPED, Result.NONFINITE)
+"""The codes a training run can end with."""
 
 _TRACES = [0]
 """How many times a chunk function has been traced (compiled) in this process — for tests."""
@@ -70,9 +75,10 @@ class TrainRun:
         params: the final weights ``(W1, …, WL)`` = ``θ_K``.
         snapshot_steps: ``(S,)`` increasing, log-spaced step indices, always with 0 and ``K``.
         snapshots: per layer, ``(S, *W_l.shape)``: ``θ`` at those steps.
-        result: ``"completed"``, ``"stopped"`` (``stop_below`` reached before the last step)
-            or ``"nonfinite"`` (the loss became NaN/inf at step ``K``).
-        message: one line saying what happened (for ``"nonfinite"``: where and why).
+        result: a :class:`~effdyn.results.Result`: ``COMPLETED``, ``STOPPED``
+            (``stop_below`` reached before the last step) or ``NONFINITE`` (the loss became
+            NaN/inf at step ``K``); ``result.label`` is the JSON name (``"completed"``, …).
+        message: one line saying what happened (for ``NONFINITE``: where and why).
         optimizer: ``"gd"`` or ``"adam"``.
         lr: the step size.
         steps_requested: the number of steps asked for.
@@ -84,7 +90,7 @@ class TrainRun:
     params: tuple[np.ndarray, ...]
     snapshot_steps: np.ndarray
     snapshots: tuple[np.ndarray, ...]
-    result: str
+    result: Result
     message: str
     optimizer: str
     lr: float
@@ -102,12 +108,13 @@ class TrainRun:
 
     def __repr__(self) -> str:  # shapes and the outcome, not thousands of numbers
         return (
-            f"TrainRun(result={self.result!r}, steps={self.steps}/{self.steps_requested}, "
+            f"TrainRun(result={self.result.label!r}, steps={self.steps}/{self.steps_requested}, "
             f"optimizer={self.optimizer!r}, lr={self.lr:g}, final_loss={self.loss[-1]:.6g}, "
             f"snapshots={len(self.snapshot_steps)})"
         )
 
 
+@in_float64
 def train(
     problem: Problem,
     *,
@@ -118,6 +125,7 @@ def train(
     chunk: int = 1000,
     stop_below: float | None = None,
     progress: bool = False,
+    throw: bool = False,
 ) -> TrainRun:
     """Train the problem's real network from :func:`~effdyn.problem.initial_params`.
 
@@ -137,12 +145,15 @@ def train(
             below ``stop_below · loss[0]`` — to end a run soon after the escape from the
             small-initialization plateau.
         progress: show a transient progress bar on stderr.
+        throw: raise on a failure (a non-finite loss) instead of returning it as a code.
 
     Returns:
-        A :class:`TrainRun`; a non-finite loss gives ``result = "nonfinite"``, not an error.
+        A :class:`TrainRun`; a non-finite loss gives ``result = Result.NONFINITE``, not an
+        error (unless ``throw``).
 
     Raises:
-        EffdynError: a bad argument (one line).
+        EffdynError: a bad argument (one line); with ``throw=True``, a non-finite loss
+            (the run's message).
     """
     steps = problem.train.steps if steps is None else steps
     lr = problem.train.lr if lr is None else lr
@@ -168,8 +179,8 @@ def train(
 
     pieces: list[np.ndarray] = []
     pre_pieces: list[np.ndarray] = []
-    end, result = steps, "completed"
-    with _progress(progress, optimizer, steps) as bar:
+    end, result = steps, Result.COMPLETED
+    with progress_bar(f"training ({optimizer})", total=steps, enabled=progress) as bar:
         run_chunk = _chunk_function(activations, optimizer, chunk)
         for start in range(0, steps, chunk):
             carry, (losses, pre) = run_chunk(
@@ -179,14 +190,14 @@ def train(
             pieces.append(losses)
             # each step left a few partial maxima (see _partial_max): finish the max here
             pre_pieces.append(np.max(np.asarray(pre)[: len(losses)], axis=1))
-            bar(len(losses), losses[-1])
+            bar.advance(len(losses), description=f"training ({optimizer}), loss {losses[-1]:.4g}")
             bad = ~np.isfinite(losses)
             if bad.any():
-                end, result = start + int(np.argmax(bad)), "nonfinite"
+                end, result = start + int(np.argmax(bad)), Result.NONFINITE
                 break
             if stop_below is not None and np.any(losses < stop_below * pieces[0][0]):
                 if start + len(losses) < steps:
-                    end, result = start + len(losses), "stopped"
+                    end, result = start + len(losses), Result.STOPPED
                 break
 
     params, _, n_recorded, buffers = carry
@@ -200,13 +211,14 @@ def train(
     )
     loss = np.concatenate(pieces)
     pre = np.concatenate(pre_pieces)
-    if result == "nonfinite":
+    if result is Result.NONFINITE:
         loss, pre = loss[: end + 1], pre[: end + 1]
     else:
         final = _loss_function(problem.model.activations)(params, xt, y)
         loss = np.append(loss[:end], float(final))
         pre = np.append(pre[:end], float(np.max(np.abs(np.asarray(xt) @ params[0].T))))
     message = _message(result, loss, end, steps, optimizer, lr, stop_below, params0)
+    check(result, message, throw=throw)
     return TrainRun(
         t=np.arange(end + 1) * lr,
         loss=loss,
@@ -264,7 +276,8 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
             params, opt_state, slot, buffers = state
             k = start + j
             loss, grads = value_and_grad(params, xt, y)
-            # The largest first-layer pre-activation |w_k·x̃_i| (THEORY.md §5): the
+            # The largest first-layer pre-activation |w_k·x̃_i|
+            # (docs/theory/measuring.md#initial-stage): the
             # leading-order expansion of σ holds while it is small.
             pre = _partial_max(jnp.abs(xt @ params[0].T))
             # Snapshot θ_k if k is the next scheduled step: every step writes θ_k into the
@@ -307,7 +320,7 @@ def _loss_function(activations: tuple[str, ...]):
 
 
 # ---------------------------------------------------------------------------------------------
-# Arguments, messages, progress
+# Arguments and messages
 
 
 def _check_arguments(steps, lr, optimizer, n_snapshots, chunk, stop_below) -> None:
@@ -343,7 +356,7 @@ def _is_real(value) -> bool:
 
 def _message(result, loss, end, steps, optimizer, lr, stop_below, params0) -> str:
     t = end * lr
-    if result == "nonfinite":
+    if result is Result.NONFINITE:
         what = "NaN" if np.isnan(loss[end]) else "inf"
         largest = max(float(np.max(np.abs(w))) for w in params0)
         if end == 0:
@@ -357,51 +370,9 @@ def _message(result, loss, end, steps, optimizer, lr, stop_below, params0) -> st
             f"(or the initialization scale, largest |weight| {largest:.3g}); lower lr"
         )
     change = f"loss {loss[0]:.6g} -> {loss[-1]:.6g}"
-    if result == "stopped":
+    if result is Result.STOPPED:
         return (
             f"stopped after {end} of {steps} {optimizer} steps (t = {t:g}): the loss fell "
             f"below {stop_below:g} x its initial value ({change})"
         )
     return f"completed {end} {optimizer} steps with lr {lr:g} (t = {t:g}): {change}"
-
-
-class _NoBar:
-    def __enter__(self):
-        return lambda advance, loss: None
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _Bar:
-    """A transient rich progress bar on stderr (stdout stays clean for ``--json``)."""
-
-    def __init__(self, optimizer: str, steps: int):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-            console=Console(stderr=True),
-        )
-        self.optimizer = optimizer
-        self.task = self.progress.add_task(f"training ({optimizer})", total=steps)
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self.advance
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def advance(self, advance: int, loss: float) -> None:
-        description = f"training ({self.optimizer}), loss {loss:.4g}"
-        self.progress.update(self.task, advance=advance, description=description)
-
-
-def _progress(enabled: bool, optimizer: str, steps: int):
-    return _Bar(optimizer, steps) if enabled else _NoBar()

@@ -45,13 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._jax import enable_x64
 from ..errors import EffdynError
 from ..problem import Problem
 from ..symbolic.activation import Activation, analyze_activation
 from ..symbolic.bridge import activation_function
-
-enable_x64()
 
 # Shapes (jaxtyping; ruff reads the shape strings as forward references, hence the noqa).
 Inputs = Float[Array, "n D"] | Float[Array, "n J D"]  # noqa: F722  x̃ or patches P(x̃)
