@@ -48,11 +48,17 @@ from .claims import paper_claim
 from .dynamics.blowup import SolverOptions
 from .dynamics.predict import predict
 from .problem import Problem, initial_params
-from .training import save_run, summary_of, train
+from .training import Capture, save_run, summary_of, train
 
 INITIAL_STAGE_PREACTIVATION = 0.3
 INITIAL_STAGE_LOSS_DROP = 0.01
 ESCAPE_FRACTION = 0.1
+STAGE_CAPTURE = Capture(
+    loss_drop=INITIAL_STAGE_LOSS_DROP, max_preactivation=INITIAL_STAGE_PREACTIVATION
+)
+"""The initial-stage rule as a training trigger (docs/theory/measuring.md#initial-stage)."""
+ESCAPE_CAPTURE = Capture(loss_drop=ESCAPE_FRACTION)
+"""The 10% escape step (docs/theory/measuring.md#escape-time)."""
 THRESHOLDS = (1e-3, 1e-2, 5e-2)
 """Clustering thresholds (distance ``1 − |cos|`` for lines, ``1 − cos`` for orientations)."""
 
@@ -70,13 +76,13 @@ def compare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     predicted = predict(problem, opts, progress=progress)
-    run = train(problem, progress=progress)
+    run = train(problem, progress=progress, capture=(STAGE_CAPTURE, ESCAPE_CAPTURE))
     save_run(run, out)
     w1_initial = initial_params(problem)[0]
     directions = np.asarray(predicted["directions"].get("W1") or np.zeros((0, w1_initial.shape[1])))
 
     stage_step = _initial_stage_step(run)
-    stage_params = _params_at(problem, run, stage_step)
+    stage_params = run.params_at(stage_step)
     t_esc = escape_time(run.t, run.loss, ESCAPE_FRACTION)
     measured = {
         "t_escape": None if t_esc is None else float(t_esc),
@@ -106,7 +112,7 @@ def compare(
     result = {
         "problem": problem.source,
         "setting": _setting(problem),
-        "predicted": predicted,
+        "predicted": predicted.to_json(),
         "measured": measured,
         "ratios": _ratios(predicted, measured),
         "paper_claim": paper_claim(problem),
@@ -138,11 +144,7 @@ def compare(
 
 def _stage_end(run) -> int | None:
     """First step at which the initial stage has ended (see module doc), or None."""
-    ended = (run.max_preactivation >= INITIAL_STAGE_PREACTIVATION) | (
-        run.loss <= (1 - INITIAL_STAGE_LOSS_DROP) * run.loss[0]
-    )
-    over = np.flatnonzero(ended)
-    return int(over[0]) if over.size else None
+    return STAGE_CAPTURE.first_step(run.loss, run.max_preactivation)
 
 
 def initial_stage_end(run) -> int | None:
@@ -160,20 +162,17 @@ def _initial_stage_step(run) -> int:
 def initial_stage(problem: Problem, steps: int):
     """``(W1, step)`` at the end of the initial stage, training at most ``steps`` steps;
     ``(None, None)`` if the stage has not ended by then. The rule ``compare`` uses."""
-    run = train(problem, steps=steps, n_snapshots=2, stop_below=1 - INITIAL_STAGE_LOSS_DROP)
+    run = train(
+        problem,
+        steps=steps,
+        n_snapshots=2,
+        stop_below=1 - INITIAL_STAGE_LOSS_DROP,
+        capture=(STAGE_CAPTURE,),
+    )
     end = _stage_end(run)
     if end is None:
         return None, None
-    return _params_at(problem, run, end)[0], end
-
-
-def _params_at(problem: Problem, run, step: int):
-    """``θ`` at ``step``: training is deterministic, so rerunning ``step`` steps gives it."""
-    if step == 0:
-        return initial_params(problem)
-    if step == len(run.t) - 1:
-        return run.params
-    return train(problem, steps=step, n_snapshots=2).params
+    return run.params_at(end)[0], end
 
 
 def _stage(w1, w1_initial, directions, thresholds) -> dict:
@@ -216,7 +215,7 @@ def _cnn_kernels(problem: Problem, run, predicted: dict, t_esc) -> tuple:
         step, at = len(run.t) - 1, "end of training (no escape)"
     else:
         step, at = int(round(t_esc / run.lr)), "escape"
-    params = _params_at(problem, run, step)
+    params = run.params_at(step)
     kernels = {"at": at, "step": step, "t": float(run.t[step])}
     kernels.update(_kernel_alignment(problem, params[0], predicted, float(run.t[step])))
     if predicted.get("misalignment_exponent") is not None:
