@@ -1,4 +1,5 @@
-"""The real networks and their loss, as pure JAX functions (THEORY.md §1, §3.3).
+"""The real networks and their loss, as pure JAX functions
+(docs/theory/conventions.md, docs/theory/cnn.md).
 
 Fully connected: with parameters ``θ = (W1, …, WL)`` and inputs ``x̃`` (bias column LAST
 when ``bias``), the network is
@@ -45,13 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._jax import enable_x64
 from ..errors import EffdynError
 from ..problem import Problem
 from ..symbolic.activation import Activation, analyze_activation
 from ..symbolic.bridge import activation_function
-
-enable_x64()
 
 # Shapes (jaxtyping; ruff reads the shape strings as forward references, hence the noqa).
 Inputs = Float[Array, "n D"] | Float[Array, "n J D"]  # noqa: F722  x̃ or patches P(x̃)
@@ -99,7 +97,7 @@ def network(problem_or_activations: Problem | Sequence[str | Activation] | str) 
                     f"patches (n, positions, D) are the input of a two-layer CNN; this "
                     f"network has depth {depth}"
                 )
-            # h[i, j, β] = P_j(x̃_i)·W1[β]: the kernel at every position (THEORY.md §3.3).
+            # h[i, j, β] = P_j(x̃_i)·W1[β]: the kernel at every position (docs/theory/cnn.md).
             h = sigmas[0](xt @ params[0].T)
             return jnp.einsum("ijb,bj->i", h, params[1])[:, None]
         a = xt
