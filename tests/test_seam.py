@@ -7,6 +7,8 @@
   is a fresh ``train(steps=k)``, whose final weights are ``θ_k`` (``loss[k] = R(θ_k)``).
 """
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,7 @@ def test_prediction_is_a_read_only_mapping_with_the_contract_keys(depth3_predict
     payload = r.to_json()
     payload["t_star"] = None  # a copy: the prediction is unchanged
     assert r["t_star"] is not None and type(payload) is dict
+    assert pickle.loads(pickle.dumps(r)).to_json() == r.to_json()
 
 
 def test_throw_raises_on_a_failure_only():

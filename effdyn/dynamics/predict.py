@@ -82,6 +82,9 @@ class Prediction(Mapping):
     def message(self) -> str:
         return self.data["message"]
 
+    def __reduce__(self):  # picklable (a mapping proxy is not): rebuild from a plain dict
+        return (Prediction, (dict(self.data),))
+
     def to_json(self) -> dict:
         """The JSON object of ``effdyn predict --json`` (a deep copy)."""
         return copy.deepcopy(dict(self.data))
