@@ -47,6 +47,7 @@ from .analysis.orientations import unit_rows
 from .claims import paper_claim
 from .dynamics.blowup import SolverOptions
 from .dynamics.predict import predict
+from .kinds import kind_of
 from .problem import Problem, initial_params
 from .training import Capture, save_run, summary_of, train
 
@@ -75,6 +76,7 @@ def compare(
     """Predict, train, measure; write ``out/result.json``, ``out/train.npz`` and figures."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    kind = kind_of(problem)
     predicted = predict(problem, opts, progress=progress)
     run = train(problem, progress=progress, capture=(STAGE_CAPTURE, ESCAPE_CAPTURE))
     save_run(run, out)
@@ -103,12 +105,9 @@ def compare(
     if problem.model.depth == 2 and predicted.get("per_neuron", {}).get("first") is not None:
         growth = np.linalg.norm(stage_params[0], axis=1) / np.linalg.norm(w1_initial, axis=1)
         measured["first_neuron"] = int(np.argmax(growth))
-    escape_params = None
-    if problem.model.kind == "cnn":
-        escape_params, measured["kernels"] = _cnn_kernels(problem, run, predicted, t_esc)
-        measured["initial_stage"]["kernels"] = _kernel_alignment(
-            problem, stage_params[0], predicted, float(run.t[stage_step])
-        )
+    units = kind.measure(problem, run, predicted, t_esc, stage_params[0], float(run.t[stage_step]))
+    measured.update(units.measured)
+    measured["initial_stage"].update(units.initial_stage)
     result = {
         "problem": problem.source,
         "setting": _setting(problem),
@@ -125,19 +124,11 @@ def compare(
             "thresholds": "lines: 1 − |cos|; orientations: 1 − cos (average linkage)",
         },
     }
-    if problem.model.kind == "cnn":
-        result["definitions"]["kernels"] = (
-            "every kernel (row of W1, bias last) at the measured escape step (and at the "
-            "initial stage): |cos| with u1 and misalignment sin∠(W_β, ±u1), median over "
-            "kernels; misalignment_effective: the same on the exact linear effective "
-            "solution at the same t. Past the initial stage the residual −⟨f·∂f⟩ of the "
-            "loss (dropped by the effective dynamics) turns kernels away from u1 by an "
-            "ε-independent amount, so at small ε measure the rate at the initial stage"
-        )
+    result["definitions"].update(units.definitions)
     if figures:
         result["figures"] = _figures(problem, run, predicted, measured, stage_params, out)
-        if escape_params is not None:
-            result["figures"].append(_kernel_figure(problem, escape_params, predicted, out))
+        if units.escape_params is not None:
+            result["figures"].append(_kernel_figure(problem, units.escape_params, predicted, out))
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False))
     return result
 
@@ -184,44 +175,6 @@ def _stage(w1, w1_initial, directions, thresholds) -> dict:
         "alignment": _finite(align),
         "counts": count_condensation(w1[grown], thresholds) if grown.sum() else [],
     }
-
-
-def _kernel_alignment(problem: Problem, w1, predicted: dict, t: float) -> dict:
-    """Every CNN kernel at time ``t`` against ``±u₁``: median/min ``|cos|``, the median
-    misalignment, and (p = 1) the median misalignment of the exact linear effective
-    solution at the same ``t`` (``misalignment_effective``: like with like)."""
-    from .dynamics.cnn import kernel_misalignment, linear_solution, patch_correlation
-
-    u1 = np.asarray(predicted["u1"])
-    sines = kernel_misalignment(w1, u1)
-    cos = np.sqrt(np.clip(1.0 - sines**2, 0.0, 1.0))
-    out = {
-        "median_abs_cos": float(np.median(cos)),
-        "min_abs_cos": float(np.min(cos)),
-        "misalignment": float(np.median(sines)),
-        "n": int(len(sines)),
-    }
-    if predicted.get("coefficient") is not None:
-        z = patch_correlation(problem.patches(), problem.data.y)
-        w1_t, _ = linear_solution(z, predicted["coefficient"], *initial_params(problem), t)
-        out["misalignment_effective"] = float(np.median(kernel_misalignment(w1_t, u1)))
-    return out
-
-
-def _cnn_kernels(problem: Problem, run, predicted: dict, t_esc) -> tuple:
-    """``(W1 and W2 at the measured escape step, the kernels' alignment there)`` — or the
-    end of training when the loss never dropped by 10% (``at`` says which)."""
-    if t_esc is None:
-        step, at = len(run.t) - 1, "end of training (no escape)"
-    else:
-        step, at = int(round(t_esc / run.lr)), "escape"
-    params = run.params_at(step)
-    kernels = {"at": at, "step": step, "t": float(run.t[step])}
-    kernels.update(_kernel_alignment(problem, params[0], predicted, float(run.t[step])))
-    if predicted.get("misalignment_exponent") is not None:
-        orientations = np.sign(params[0] @ np.asarray(predicted["u1"]))
-        kernels["orientations_match"] = float(np.mean(orientations == predicted["orientations"]))
-    return params, kernels
 
 
 def _finite(d):

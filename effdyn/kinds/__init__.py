@@ -8,7 +8,16 @@ one entry in :data:`KINDS`.
 from __future__ import annotations
 
 from ..errors import EffdynError
-from .base import ModelKind, Units, UnitSolve, build_warnings, contract_keys, solve_one, solve_units
+from .base import (
+    Measurements,
+    ModelKind,
+    Units,
+    UnitSolve,
+    build_warnings,
+    contract_keys,
+    solve_one,
+    solve_units,
+)
 from .cnn import CNN
 from .fc import FullyConnected
 
@@ -30,6 +39,7 @@ def kind_of(problem) -> ModelKind:
 __all__ = [
     "CNN",
     "KINDS",
+    "Measurements",
     "FullyConnected",
     "ModelKind",
     "UnitSolve",

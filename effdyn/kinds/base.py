@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -152,6 +152,18 @@ def build_warnings(kind: ModelKind, deriv: Derivation, notes: list[str], out: di
     return found
 
 
+@dataclass(frozen=True)
+class Measurements:
+    """A kind's own measurements for ``compare`` (docs/commands.md#compare): keys added to
+    ``measured``, to ``measured["initial_stage"]`` and to ``definitions``, and the weights
+    at the measured escape step where the kind draws them (else None)."""
+
+    measured: dict = field(default_factory=dict)
+    initial_stage: dict = field(default_factory=dict)
+    definitions: dict = field(default_factory=dict)
+    escape_params: tuple | None = None
+
+
 class ModelKind(ABC):
     """One network kind (``kind = "fc"``, ``"cnn"``, …): docs/extending.md#adding-a-model-kind.
 
@@ -192,6 +204,12 @@ class ModelKind(ABC):
     @abstractmethod
     def closed_forms(self, problem, deriv, params0, model, traj, out: dict, opts, progress):
         """``(extra keys, directions, notes)`` of this kind for ``effdyn predict``."""
+
+    def measure(self, problem, run, predicted, t_escape, stage_w1, stage_t) -> Measurements:
+        """The kind's extra measurements of a training ``run`` for ``compare`` (none by
+        default): ``t_escape`` is the measured escape time (or None), ``stage_w1`` and
+        ``stage_t`` the first layer and time at the end of the initial stage."""
+        return Measurements()
 
     def unit_axes(self, problem: Problem) -> tuple[int, ...]:
         """Per weight, the axis that indexes its units (0 = rows, the default)."""

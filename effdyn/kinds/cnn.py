@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..errors import EffdynError
-from .base import ModelKind, Units, num, solve_units
+from .base import Measurements, ModelKind, Units, num, solve_units
 
 
 class CNN(ModelKind):
@@ -126,3 +126,68 @@ class CNN(ModelKind):
             )
             directions = {"W1": solved.orientations()}
         return extra, directions, notes
+
+    def measure(self, problem, run, predicted, t_escape, stage_w1, stage_t) -> Measurements:
+        """Every kernel against ``±u₁`` at the measured escape step (``kernels``) and at the
+        end of the initial stage (``initial_stage.kernels``); docs/theory/cnn.md#misalignment."""
+        params, kernels = kernel_measurements(problem, run, predicted, t_escape)
+        return Measurements(
+            measured={"kernels": kernels},
+            initial_stage={"kernels": kernel_alignment(problem, stage_w1, predicted, stage_t)},
+            definitions={"kernels": KERNELS_DEFINITION},
+            escape_params=params,
+        )
+
+
+KERNELS_DEFINITION = (
+    "every kernel (row of W1, bias last) at the measured escape step (and at the "
+    "initial stage): |cos| with u1 and misalignment sin∠(W_β, ±u1), median over "
+    "kernels; misalignment_effective: the same on the exact linear effective "
+    "solution at the same t. Past the initial stage the residual −⟨f·∂f⟩ of the "
+    "loss (dropped by the effective dynamics) turns kernels away from u1 by an "
+    "ε-independent amount, so at small ε measure the rate at the initial stage"
+)
+
+
+def _initial(problem):
+    from ..problem import initial_params
+
+    return initial_params(problem)
+
+
+def kernel_alignment(problem, w1, predicted: dict, t: float) -> dict:
+    """Every CNN kernel at time ``t`` against ``±u₁``: median/min ``|cos|``, the median
+    misalignment, and (p = 1) the median misalignment of the exact linear effective
+    solution at the same ``t`` (``misalignment_effective``: like with like)."""
+    from ..dynamics.cnn import kernel_misalignment, linear_solution, patch_correlation
+
+    u1 = np.asarray(predicted["u1"])
+    sines = kernel_misalignment(w1, u1)
+    cos = np.sqrt(np.clip(1.0 - sines**2, 0.0, 1.0))
+    out = {
+        "median_abs_cos": float(np.median(cos)),
+        "min_abs_cos": float(np.min(cos)),
+        "misalignment": float(np.median(sines)),
+        "n": int(len(sines)),
+    }
+    if predicted.get("coefficient") is not None:
+        z = patch_correlation(problem.patches(), problem.data.y)
+        w1_t, _ = linear_solution(z, predicted["coefficient"], *_initial(problem), t)
+        out["misalignment_effective"] = float(np.median(kernel_misalignment(w1_t, u1)))
+    return out
+
+
+def kernel_measurements(problem, run, predicted: dict, t_esc) -> tuple:
+    """``(W1 and W2 at the measured escape step, the kernels' alignment there)`` — or the
+    end of training when the loss never dropped by 10% (``at`` says which)."""
+    if t_esc is None:
+        step, at = len(run.t) - 1, "end of training (no escape)"
+    else:
+        step, at = int(round(t_esc / run.lr)), "escape"
+    params = run.params_at(step)
+    kernels = {"at": at, "step": step, "t": float(run.t[step])}
+    kernels.update(kernel_alignment(problem, params[0], predicted, float(run.t[step])))
+    if predicted.get("misalignment_exponent") is not None:
+        orientations = np.sign(params[0] @ np.asarray(predicted["u1"]))
+        kernels["orientations_match"] = float(np.mean(orientations == predicted["orientations"]))
+    return params, kernels
