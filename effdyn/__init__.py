@@ -28,6 +28,9 @@ _LAZY = {
     "Problem": "effdyn.problem",
     "derive_problem": "effdyn.api",
     "predict": "effdyn.dynamics.predict",
+    "Prediction": "effdyn.dynamics.predict",
+    "kind_of": "effdyn.kinds",
+    "ModelKind": "effdyn.kinds",
     "effective_model": "effdyn.dynamics.model",
     "solve_blowup": "effdyn.dynamics.blowup",
     "threshold_blowup_time": "effdyn.dynamics.blowup",
@@ -36,6 +39,8 @@ _LAZY = {
     "critical_orientations": "effdyn.dynamics.critical",
     "cluster_orientations": "effdyn.analysis.orientations",
     "train": "effdyn.training",
+    "Capture": "effdyn.training",
+    "TrainRun": "effdyn.training",
     "compare": "effdyn.compare",
 }
 

@@ -117,7 +117,7 @@ def predict(
 
     loaded = load_problem(problem)
     result = run_predict(loaded, SolverOptions(rtol=rtol, horizon=horizon), progress=not json_out)
-    _emit(result, json_out, _print_prediction)
+    _emit(result.to_json(), json_out, _print_prediction)
 
 
 def _print_prediction(r: dict) -> None:

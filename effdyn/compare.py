@@ -1,7 +1,7 @@
 """``effdyn compare``: the prediction next to what gradient descent really does.
 
 Both sides start from the same weights (:func:`~effdyn.problem.initial_params`). Measured,
-with the definitions of THEORY.md §5:
+with the definitions of docs/theory/measuring.md:
 
 - ``t_escape``: the first ``t = k·lr`` at which the training loss is 10% below its start —
   the rule ``predict`` applies to the leading-order loss, so the ratio compares like with
@@ -11,19 +11,19 @@ with the definitions of THEORY.md §5:
   :data:`INITIAL_STAGE_PREACTIVATION` (``σ(s) ≈ c_p s^p`` no longer holds: for tanh,
   ``tanh(0.3)/0.3 = 0.97``), or the loss has dropped by :data:`INITIAL_STAGE_LOSS_DROP`
   (the residual is no longer ``≈ −y``). Condensation is a statement about this stage
-  (THEORY.md §7: a few percent of ``T*`` later the first neuron has already turned away), so
-  directions are measured there, and again at the end of training.
+  (docs/theory/measuring.md#initial-stage: a few percent of ``T*`` later the first neuron
+  has already turned away), so directions are measured there, and again at the end of training.
 - at each of those times: the grown neurons (norm ≥ 10% of the largest and ≥ 2× their
   initial norm), their alignment with the predicted directions (``max_j |cos|``), and the
   number of lines / orientations at stated clustering thresholds.
 - for two-layer networks, the first neuron to grow (largest growth ratio at the initial
   stage) against the predicted one (smallest per-neuron ``T*``).
 
-For a two-layer CNN (THEORY.md §3.3) ``measured["kernels"]`` holds every kernel's alignment
-with the predicted ``±u₁`` at the measured escape step (median/min ``|cos|``, the median
-misalignment ``sin∠(W_β, u₁)``, whether each kernel took its predicted orientation), and
-``ratios["misalignment_over_predicted"]`` compares it with ``predicted["misalignment"]``;
-``kernels.png`` draws the learned kernels beside ``u₁``.
+For a two-layer CNN (docs/theory/cnn.md#misalignment) ``measured["kernels"]`` holds every
+kernel's alignment with the predicted ``±u₁`` at the measured escape step (median/min
+``|cos|``, the median misalignment ``sin∠(W_β, u₁)``, whether each kernel took its predicted
+orientation), and ``ratios["misalignment_over_predicted"]`` compares it with
+``predicted["misalignment"]``; ``kernels.png`` draws the learned kernels beside ``u₁``.
 
 ``DIR/result.json`` holds ``predicted``, ``measured`` and ``ratios``; the figures are PNGs
 in ``DIR``. The JSON holds no timings, so the same problem gives the same file.
@@ -47,12 +47,19 @@ from .analysis.orientations import unit_rows
 from .claims import paper_claim
 from .dynamics.blowup import SolverOptions
 from .dynamics.predict import predict
+from .kinds import kind_of
 from .problem import Problem, initial_params
-from .training import save_run, summary_of, train
+from .training import Capture, save_run, summary_of, train
 
 INITIAL_STAGE_PREACTIVATION = 0.3
 INITIAL_STAGE_LOSS_DROP = 0.01
 ESCAPE_FRACTION = 0.1
+STAGE_CAPTURE = Capture(
+    loss_drop=INITIAL_STAGE_LOSS_DROP, max_preactivation=INITIAL_STAGE_PREACTIVATION
+)
+"""The initial-stage rule as a training trigger (docs/theory/measuring.md#initial-stage)."""
+ESCAPE_CAPTURE = Capture(loss_drop=ESCAPE_FRACTION)
+"""The 10% escape step (docs/theory/measuring.md#escape-time)."""
 THRESHOLDS = (1e-3, 1e-2, 5e-2)
 """Clustering thresholds (distance ``1 − |cos|`` for lines, ``1 − cos`` for orientations)."""
 
@@ -69,14 +76,15 @@ def compare(
     """Predict, train, measure; write ``out/result.json``, ``out/train.npz`` and figures."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    kind = kind_of(problem)
     predicted = predict(problem, opts, progress=progress)
-    run = train(problem, progress=progress)
+    run = train(problem, progress=progress, capture=(STAGE_CAPTURE, ESCAPE_CAPTURE))
     save_run(run, out)
     w1_initial = initial_params(problem)[0]
     directions = np.asarray(predicted["directions"].get("W1") or np.zeros((0, w1_initial.shape[1])))
 
     stage_step = _initial_stage_step(run)
-    stage_params = _params_at(problem, run, stage_step)
+    stage_params = run.params_at(stage_step)
     t_esc = escape_time(run.t, run.loss, ESCAPE_FRACTION)
     measured = {
         "t_escape": None if t_esc is None else float(t_esc),
@@ -97,16 +105,13 @@ def compare(
     if problem.model.depth == 2 and predicted.get("per_neuron", {}).get("first") is not None:
         growth = np.linalg.norm(stage_params[0], axis=1) / np.linalg.norm(w1_initial, axis=1)
         measured["first_neuron"] = int(np.argmax(growth))
-    escape_params = None
-    if problem.model.kind == "cnn":
-        escape_params, measured["kernels"] = _cnn_kernels(problem, run, predicted, t_esc)
-        measured["initial_stage"]["kernels"] = _kernel_alignment(
-            problem, stage_params[0], predicted, float(run.t[stage_step])
-        )
+    units = kind.measure(problem, run, predicted, t_esc, stage_params[0], float(run.t[stage_step]))
+    measured.update(units.measured)
+    measured["initial_stage"].update(units.initial_stage)
     result = {
         "problem": problem.source,
         "setting": _setting(problem),
-        "predicted": predicted,
+        "predicted": predicted.to_json(),
         "measured": measured,
         "ratios": _ratios(predicted, measured),
         "paper_claim": paper_claim(problem),
@@ -119,30 +124,18 @@ def compare(
             "thresholds": "lines: 1 − |cos|; orientations: 1 − cos (average linkage)",
         },
     }
-    if problem.model.kind == "cnn":
-        result["definitions"]["kernels"] = (
-            "every kernel (row of W1, bias last) at the measured escape step (and at the "
-            "initial stage): |cos| with u1 and misalignment sin∠(W_β, ±u1), median over "
-            "kernels; misalignment_effective: the same on the exact linear effective "
-            "solution at the same t. Past the initial stage the residual −⟨f·∂f⟩ of the "
-            "loss (dropped by the effective dynamics) turns kernels away from u1 by an "
-            "ε-independent amount, so at small ε measure the rate at the initial stage"
-        )
+    result["definitions"].update(units.definitions)
     if figures:
         result["figures"] = _figures(problem, run, predicted, measured, stage_params, out)
-        if escape_params is not None:
-            result["figures"].append(_kernel_figure(problem, escape_params, predicted, out))
+        if units.escape_params is not None:
+            result["figures"].append(_kernel_figure(problem, units.escape_params, predicted, out))
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False))
     return result
 
 
 def _stage_end(run) -> int | None:
     """First step at which the initial stage has ended (see module doc), or None."""
-    ended = (run.max_preactivation >= INITIAL_STAGE_PREACTIVATION) | (
-        run.loss <= (1 - INITIAL_STAGE_LOSS_DROP) * run.loss[0]
-    )
-    over = np.flatnonzero(ended)
-    return int(over[0]) if over.size else None
+    return STAGE_CAPTURE.first_step(run.loss, run.max_preactivation)
 
 
 def initial_stage_end(run) -> int | None:
@@ -160,20 +153,17 @@ def _initial_stage_step(run) -> int:
 def initial_stage(problem: Problem, steps: int):
     """``(W1, step)`` at the end of the initial stage, training at most ``steps`` steps;
     ``(None, None)`` if the stage has not ended by then. The rule ``compare`` uses."""
-    run = train(problem, steps=steps, n_snapshots=2, stop_below=1 - INITIAL_STAGE_LOSS_DROP)
+    run = train(
+        problem,
+        steps=steps,
+        n_snapshots=2,
+        stop_below=1 - INITIAL_STAGE_LOSS_DROP,
+        capture=(STAGE_CAPTURE,),
+    )
     end = _stage_end(run)
     if end is None:
         return None, None
-    return _params_at(problem, run, end)[0], end
-
-
-def _params_at(problem: Problem, run, step: int):
-    """``θ`` at ``step``: training is deterministic, so rerunning ``step`` steps gives it."""
-    if step == 0:
-        return initial_params(problem)
-    if step == len(run.t) - 1:
-        return run.params
-    return train(problem, steps=step, n_snapshots=2).params
+    return run.params_at(end)[0], end
 
 
 def _stage(w1, w1_initial, directions, thresholds) -> dict:
@@ -185,44 +175,6 @@ def _stage(w1, w1_initial, directions, thresholds) -> dict:
         "alignment": _finite(align),
         "counts": count_condensation(w1[grown], thresholds) if grown.sum() else [],
     }
-
-
-def _kernel_alignment(problem: Problem, w1, predicted: dict, t: float) -> dict:
-    """Every CNN kernel at time ``t`` against ``±u₁``: median/min ``|cos|``, the median
-    misalignment, and (p = 1) the median misalignment of the exact linear effective
-    solution at the same ``t`` (``misalignment_effective``: like with like)."""
-    from .dynamics.cnn import kernel_misalignment, linear_solution, patch_correlation
-
-    u1 = np.asarray(predicted["u1"])
-    sines = kernel_misalignment(w1, u1)
-    cos = np.sqrt(np.clip(1.0 - sines**2, 0.0, 1.0))
-    out = {
-        "median_abs_cos": float(np.median(cos)),
-        "min_abs_cos": float(np.min(cos)),
-        "misalignment": float(np.median(sines)),
-        "n": int(len(sines)),
-    }
-    if predicted.get("coefficient") is not None:
-        z = patch_correlation(problem.patches(), problem.data.y)
-        w1_t, _ = linear_solution(z, predicted["coefficient"], *initial_params(problem), t)
-        out["misalignment_effective"] = float(np.median(kernel_misalignment(w1_t, u1)))
-    return out
-
-
-def _cnn_kernels(problem: Problem, run, predicted: dict, t_esc) -> tuple:
-    """``(W1 and W2 at the measured escape step, the kernels' alignment there)`` — or the
-    end of training when the loss never dropped by 10% (``at`` says which)."""
-    if t_esc is None:
-        step, at = len(run.t) - 1, "end of training (no escape)"
-    else:
-        step, at = int(round(t_esc / run.lr)), "escape"
-    params = _params_at(problem, run, step)
-    kernels = {"at": at, "step": step, "t": float(run.t[step])}
-    kernels.update(_kernel_alignment(problem, params[0], predicted, float(run.t[step])))
-    if predicted.get("misalignment_exponent") is not None:
-        orientations = np.sign(params[0] @ np.asarray(predicted["u1"]))
-        kernels["orientations_match"] = float(np.mean(orientations == predicted["orientations"]))
-    return params, kernels
 
 
 def _finite(d):

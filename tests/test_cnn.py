@@ -1,12 +1,12 @@
-"""Two-layer CNN: kernel condensation (issue 7; Zhou et al. 2023, seed 004; THEORY.md §3.3).
+"""Two-layer CNN: kernel condensation (Zhou et al. 2023, arXiv 2305.09947; docs/theory/cnn.md).
 
 Every quantity is checked against an independent computation: the patch correlation Z and
 the network against ``jax.lax.conv_general_dilated`` (a cross-correlation, like im2col),
 the effective field against ``jax.grad`` of a leading-order energy written with that
 convolution, the closed-form linear solution against ``scipy.linalg.expm``, ``u₁`` against
 numpy's SVD, ``t_escape`` against a root of the leading-order loss found with scipy. The
-thresholds of the theory-vs-training test are the issue's (median |cos| ≥ 0.95, escape
-ratio in [0.9, 1.1]); the misalignment-rate study over six ε is ``slow``.
+thresholds of the theory-vs-training test are those of docs/theory/experiments.md (median
+|cos| ≥ 0.95, escape ratio in [0.9, 1.1]); the misalignment-rate study over six ε is ``slow``.
 """
 
 import json
@@ -228,26 +228,49 @@ def digits_small():
     return p, predict(p)
 
 
+def _im2col(images, kernel, stride, bias):
+    """Patch matrices written here, independently of effdyn: row j = the receptive field of
+    output position j (row-major), flattened in (C, k, k) order, a 1 appended when bias."""
+    x = np.asarray(images, dtype=np.float64)
+    x = x[:, None] if x.ndim == 3 else x
+    n, c, h, w = x.shape
+    rows = []
+    for i in range(0, h - kernel + 1, stride):
+        for j in range(0, w - kernel + 1, stride):
+            patch = x[:, :, i : i + kernel, j : j + kernel].reshape(n, -1)
+            rows.append(np.c_[patch, np.ones(n)] if bias else patch)
+    return np.stack(rows, axis=1)  # (n, J, D)
+
+
 def test_predict_cnn_keys_and_closed_forms(digits_small):
     p, r = digits_small
     assert KEYS <= set(r)
     assert r["kind"] == "exponential" and r["result"] == "escaped" and r["t_star"] is None
-    z = patch_correlation(p.patches(), p.data.y)
-    s = np.linalg.svd(z, compute_uv=False)
+    # Z = ⟨y P(x̃)ᵀ⟩ (D × J) from the im2col above, and its SVD by numpy
+    y0 = np.asarray(p.data.y, dtype=np.float64).reshape(-1)
+    patches = _im2col(p.data.x, 3, 1, True)
+    z = np.einsum("i,ijd->dj", y0, patches) / len(y0)
+    u, s, vt = np.linalg.svd(z, full_matrices=False)
+    assert r["singular_values"] == pytest.approx(s.tolist(), rel=1e-12)
     assert r["growth_rate"] == pytest.approx(s[0], rel=1e-12)  # |c₁| s₁ with c₁ = 1
     assert r["growth_rate_solved"] == pytest.approx(s[0], rel=1e-8)
     assert r["gap"] == pytest.approx(s[0] / s[1], rel=1e-12)
     assert r["misalignment_exponent"] == pytest.approx(1 - s[1] / s[0], rel=1e-12)
     u1 = np.array(r["u1"])
-    assert abs(u1 @ np.linalg.svd(z)[0][:, 0]) == pytest.approx(1.0, abs=1e-12)
+    sign = np.sign(u1 @ u[:, 0])  # u₁ up to sign; v₁ follows it (u₁ᵀ Z v₁ = s₁ > 0)
+    np.testing.assert_allclose(u1, sign * u[:, 0], atol=1e-10)
+    np.testing.assert_allclose(np.array(r["v1"]), sign * vt[0], atol=1e-10)
+    # each kernel's predicted orientation: sign(u₁·W_β(0) + v₁·a_β(0)), numpy's vectors
+    w1, w2 = initial_params(p)
+    expected = np.sign(w1 @ (sign * u[:, 0]) + w2 @ (sign * vt[0]))
+    np.testing.assert_array_equal(r["orientations"], expected)
     directions = np.array(r["directions"]["W1"])
     np.testing.assert_allclose(directions, [u1, -u1])
     assert r["n_orientations"] == 2
 
     # t_escape: the first root of R_q(t) = 0.9 R_q(0) along the exact linear solution.
-    w1, w2 = initial_params(p)
-    flat = p.patches().reshape(p.n, -1)
-    y = p.data.y[:, 0]
+    flat = patches.reshape(p.n, -1)
+    y = y0
 
     def loss(t):  # R_q along the exact solution: ½⟨(c⟨P_i, W2ᵀW1⟩_F − y_i)²⟩
         a, b = linear_solution(z, 1.0, w1, w2, t)
@@ -264,9 +287,6 @@ def test_predict_cnn_keys_and_closed_forms(digits_small):
     assert r["misalignment"] == pytest.approx(np.median(kernel_misalignment(a, u1)), rel=1e-6)
     # the textbook log(1/ε)/s₁ ignores prefactors and lands far from it
     assert r["t_escape_textbook"] / r["t_escape"] > 1.3
-    # each kernel's predicted orientation: sign(u₁·W_β(0) + v₁·a_β(0))
-    v1 = np.array(r["v1"])
-    np.testing.assert_array_equal(r["orientations"], np.sign(w1 @ u1 + w2 @ v1))
 
 
 def test_predict_zero_target_is_a_result_not_a_crash(digits_small):
@@ -279,12 +299,15 @@ def test_predict_zero_target_is_a_result_not_a_crash(digits_small):
 
 def test_predict_is_deterministic(digits_small):
     p, r = digits_small
-    assert json.dumps(predict(p), sort_keys=True) == json.dumps(r, sort_keys=True)
+    assert json.dumps(predict(p).to_json(), sort_keys=True) == json.dumps(
+        r.to_json(), sort_keys=True
+    )
 
 
 def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small, tmp_path, capsys):
-    """Issue 7's criteria on real GD, through ``effdyn compare``: median |cos(W_β, ±u₁)| ≥ 0.95
-    at the measured escape, and measured escape / predicted t_escape in [0.9, 1.1]
+    """The CNN criteria of docs/theory/experiments.md on real GD, through ``effdyn compare``:
+    median |cos(W_β, ±u₁)| ≥ 0.95 at the measured escape, and measured escape / predicted
+    t_escape in [0.9, 1.1]
     (measured 1.03: GD at lr·s₁ = 0.04 and the O(s²) tanh correction shift it by a few %).
     Each kernel takes its predicted orientation, and its misalignment is the exact linear
     solution's at the same t within 30%: GD's step factor 1 + lr·s_k instead of e^{lr·s_k}
@@ -317,8 +340,8 @@ def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small,
 
 def test_predicted_misalignment_rate_on_the_effective_solution():
     """At ε → 0 the misalignment of the exact linear solution at t_escape falls like
-    ε^{1 − s₂/s₁} (THEORY.md §3.3): the local slope between ε = 1e-12 and 1e-16 (where the
-    s₃ mode, ε^{1 − s₃/s₁}, is negligible) is within 3% of 1 − s₂/s₁."""
+    ε^{1 − s₂/s₁} (docs/theory/cnn.md#misalignment): the local slope between ε = 1e-12 and
+    1e-16 (where the s₃ mode, ε^{1 − s₃/s₁}, is negligible) is within 3% of 1 − s₂/s₁."""
     x, y = load_dataset("digits-0")
     base = cnn(x[:500], y[:500], channels=16, eps=1.0)
     z = patch_correlation(base.patches(), base.data.y)
@@ -424,7 +447,7 @@ def test_non_smooth_activation_is_refused_by_predict(color_images):
 
 
 # ---------------------------------------------------------------------------------------------
-# Slow: the misalignment rate of real GD over six ε (issue 7)
+# Slow: the misalignment rate of real GD over six ε
 
 
 @pytest.mark.slow
@@ -433,7 +456,7 @@ def test_gd_misalignment_shrinks_at_the_predicted_rate():
     1e-8: the slope of log(median misalignment) against log ε, at the end of the initial
     stage (compare's rule: a 1% loss drop here), is within 25% of 1 − s₂/s₁ (the exact
     linear solution gives 1.09×: the s₃ mode still adds at these ε, see the fast test
-    above); every ε meets the issue's alignment and escape criteria at the 10% drop. (At
+    above); every ε meets the alignment and escape criteria at the 10% drop. (At
     the 10% drop itself GD levels off near 2e-4 for ε ≤ 1e-7: the loss residual, which the
     effective dynamics drop, turns the kernels by an ε-independent amount.)"""
     from effdyn.compare import initial_stage_end

@@ -1,4 +1,4 @@
-"""Theory against real training (issue: ``effdyn compare``; THEORY.md §5–§7).
+"""Theory against real training (docs/commands.md#compare; docs/theory/measuring.md).
 
 Each comparison runs once per module (fixtures) and several tests read it. Tolerances:
 
@@ -122,3 +122,19 @@ def test_same_problem_gives_identical_result_json(tmp_path):
     assert set(r) >= {"predicted", "measured", "ratios"}
     assert {f for f in r["figures"]} >= {"loss.png", "cosine_final.png"}
     assert all(math.isfinite(v) for v in r["measured"]["training"].values() if isinstance(v, float))
+
+
+def test_initial_stage_reads_the_captured_step_of_one_run():
+    """The initial stage ends at the first step with max pre-activation ≥ 0.3 or a 1% loss
+    drop (docs/theory/measuring.md#initial-stage); its W1, kept inside the training run, is
+    the final W1 of a fresh run of exactly that many steps."""
+    from effdyn.compare import initial_stage
+    from effdyn.training import train
+
+    problem = _fc("zhou2022-fig5", "tanh", 2, 12, 0.05, 0.1, 600)
+    w1, step = initial_stage(problem, 600)
+    run = train(problem, steps=600, n_snapshots=2)
+    ended = (run.max_preactivation >= 0.3) | (run.loss <= 0.99 * run.loss[0])
+    assert step == int(np.flatnonzero(ended)[0]) and 0 < step < 600
+    fresh = train(problem, steps=step, n_snapshots=2).params[0]
+    np.testing.assert_allclose(w1, fresh, rtol=0, atol=1e-12)

@@ -1,7 +1,9 @@
-"""`predict`: closed forms of THEORY.md §3.1–3.2, condensed directions, and failure values.
+"""`predict`: closed forms (docs/theory/effective-dynamics.md#closed-forms), condensed
+directions, and failure values.
 
-Expected numbers come from the closed forms (derived in THEORY.md) or from independent
-computations in this file (numpy eigen/singular vectors, a dense grid on the circle).
+Expected numbers come from the closed forms (derived in docs/theory/effective-dynamics.md)
+or from independent computations in this file (numpy eigen/singular vectors, a dense grid
+on the circle).
 """
 
 import equinox as eqx

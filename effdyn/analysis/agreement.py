@@ -12,10 +12,11 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from .._jax import in_float64
 from ..api import derive_problem
 from ..dynamics.blowup import trajectory
 from ..dynamics.model import effective_model, flatten
-from ..dynamics.predict import solve_one
+from ..kinds import solve_one
 from ..problem import Problem, initial_params
 from ..training import train
 
@@ -27,6 +28,7 @@ def euler_estimate(lr, t, t_star):
     return lr / t_star * math.log(1.0 / (1.0 - tau)) / (1.0 - tau)
 
 
+@in_float64
 def gd_vs_effective(problem: Problem, lr: float, fractions) -> tuple[float, list[dict]]:
     """Relative distances |θ_GD − θ_eff| / |θ_eff| at t = k·lr ≈ τ·T* for each τ.
 

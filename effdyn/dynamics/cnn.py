@@ -1,4 +1,5 @@
-"""Effective dynamics of a two-layer CNN at small initialization (THEORY.md §3.3).
+"""Effective dynamics of a two-layer CNN at small initialization
+(docs/theory/cnn.md#effective-dynamics; Zhou et al. 2023, arXiv 2305.09947).
 
 Network (``kind = "cnn"``, :mod:`effdyn.symbolic.cnn`): ``f(x) = ⟨W2, σ(W1 P(x̃)ᵀ)⟩_F`` with
 the flattened kernels ``W1`` (channels × D, ``D = C_in·k·k [+1]``), the read-out weights
@@ -21,25 +22,25 @@ Every kernel grows along ``±u₁`` (top left singular vector of ``Z``) at rate 
 orientation is ``sign(u₁·W_β(0) + sign(c_1) v₁·a_β(0))``. The component along ``u₂`` grows at
 ``|c_1| s₂``, so relative to ``u₁`` it decays like ``e^{−|c_1|(s₁−s₂)t}``. Escape needs
 ``|W1||W2| ~ e^{2|c_1|s₁t} ε² = O(1)``, i.e. ``e^{|c_1|s₁t} ~ 1/ε``, hence the residual
-misalignment at escape ``sin∠(W_β, u₁) ~ ε^{1 − s₂/s₁}`` (THEORY.md §3.3, derived there):
+misalignment at escape ``sin∠(W_β, u₁) ~ ε^{1 − s₂/s₁}`` (docs/theory/cnn.md#misalignment):
 sharp condensation needs a small ε AND a gap ``s₁ > s₂``. Further modes add
 ``ε^{1 − s_k/s₁}`` (k ≥ 3) and the non-growing part ``~ ε``, so the asymptotic slope is
 approached from above.
 
 **p ≥ 2.** The same energy, with the field by ``jax.grad``; channels decouple (each
-``(W_β, a_β)`` sees only its own terms), so like the two-layer network of §3.1 every
-channel has its own blow-up time, solved as an ensemble. (The model also evaluates a
-non-smooth leading part, but :func:`predict_cnn` refuses one: its field has a kink for every
-image, position and kernel, and the adaptive solver crawls.)
+``(W_β, a_β)`` sees only its own terms), so like the two-layer network
+(docs/theory/effective-dynamics.md#two-layer) every channel has its own blow-up time, solved
+as an ensemble. (The model also evaluates a non-smooth leading part, but
+:class:`effdyn.kinds.cnn.CNN` refuses one: its field has a kink for every image, position and
+kernel, and the adaptive solver crawls.)
 
-:func:`predict_cnn` is ``effdyn predict`` for a CNN problem: the contract's keys plus ``u1``,
+:class:`effdyn.kinds.cnn.CNN` wires these into ``effdyn predict``: the contract's keys plus ``u1``,
 ``v1``, ``singular_values``, ``gap``, ``misalignment`` (p = 1).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 import equinox as eqx
 import jax
@@ -48,19 +49,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
-from .._jax import enable_x64
-from ..analysis.orientations import cluster_orientations
-from ..api import derive_problem
-from ..errors import EffdynError
-from ..problem import Problem, initial_params
-from ..results import Result
+from .._jax import in_float64
 from ..symbolic.activation import Activation, S
-from .blowup import SolverOptions
-from .ensemble import solve_ensemble
-from .model import flatten
-from .predict import _num, contract_keys, solve_one
-
-enable_x64()
+from ..symbolic.bridge import sympy_to_jax
 
 Patches = Float[Array, "n J D"]  # noqa: F722
 Correlation = Float[np.ndarray, "D J"]  # noqa: F722
@@ -181,11 +172,10 @@ class CNNEffectiveModel(eqx.Module):
 
 @functools.lru_cache(maxsize=32)
 def _template(act: Activation):
-    from ..symbolic.bridge import sympy_to_jax
-
     return sympy_to_jax(act.template(S), S)
 
 
+@in_float64
 def cnn_effective_model(
     activation: Activation,
     patches: np.ndarray,
@@ -213,154 +203,3 @@ def cnn_effective_model(
         coefficient=float(activation.coefficient) if linear else None,
         template=None if linear else _template(activation),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# effdyn predict for kind = "cnn"
-
-
-def predict_cnn(
-    problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False
-) -> dict:
-    """``effdyn predict`` for a two-layer CNN problem (THEORY.md §3.3).
-
-    The contract's keys (``kind``, ``t_star``, ``growth_rate``, ``t_escape``,
-    ``directions``, ``n_orientations``, ``result``, …) from one solve of the effective
-    dynamics from the problem's own initialization — ``t_escape`` by the same rule as every
-    other kind: the first time the leading-order loss along the effective trajectory is 10%
-    below its start (:func:`~effdyn.dynamics.blowup.solve_blowup`). Added for a CNN:
-
-    - ``singular_values`` of ``Z = ⟨y P(x̃)ᵀ⟩`` (descending), ``u1`` (D: the predicted kernel
-      direction, bias entry last), ``v1`` (J: the read-out map), ``gap`` ``s₁/s₂``;
-    - p = 1: ``coefficient`` ``c_1``; ``growth_rate = |c_1| s₁``; per-kernel predicted
-      ``orientations`` (``±1``: which of ``±u₁``); ``misalignment_exponent`` ``1 − s₂/s₁``;
-      ``misalignment_scale`` ``ε^{1 − s₂/s₁}`` (``ε = √(ε₁ε₂)``); ``misalignment``, the
-      median over kernels of ``sin∠(W_β, u₁)`` at ``t_escape`` on the exact linear solution
-      (real training adds an ε-independent part once the loss has dropped: the residual
-      term ``−⟨f ∂f⟩`` of ``∇R``, which the effective dynamics drop, turns the kernels away
-      from ``u₁`` — on the digits about 2e-4 at the 10% drop, 1e-5 at a 1% drop);
-      ``t_escape_textbook`` ``log(1/ε)/(|c_1| s₁)`` for reference;
-    - p ≥ 2: ``per_neuron`` — one entry per channel, as for two-layer networks — with the
-      blow-up times and result codes (channels decouple) and the first channel to blow up;
-      ``directions`` are the limit kernel directions clustered into orientations, and the
-      ``u1`` keys then describe ``Z`` only.
-
-    Raises:
-        EffdynError: an activation that is not smooth at 0 (ReLU-like; one line).
-    """
-    opts = opts or SolverOptions()
-    deriv = derive_problem(problem)
-    act = deriv.activations[0]
-    if not act.smooth:
-        raise EffdynError(
-            f"{problem.source}: predict for kind = 'cnn' needs an activation that is smooth "
-            f"at 0; {act.source!r} is not (its leading part is piecewise, with a kink for "
-            "every image, position and kernel, which the ODE solver cannot follow at a "
-            "useful cost) — training and compare's measurements still work with it"
-        )
-    params0 = initial_params(problem)
-    patches = problem.patches()
-    y = problem.data.y
-    channels = problem.model.channels
-    model = cnn_effective_model(act, patches, y, channels)
-    traj = solve_one(model, flatten(params0), opts)
-    code = Result(int(traj.result))
-    z = np.asarray(model.z)
-    u1, v1, s = kernel_direction(z)
-    s2 = float(s[1]) if len(s) > 1 else 0.0
-    linear = model.coefficient is not None
-    eps = math.sqrt(problem.init.scales[0] * problem.init.scales[1])
-    out = contract_keys(
-        deriv, traj, opts, problem.init.scales, float(np.linalg.norm(z)), _warnings(deriv, s)
-    )
-    out.update(
-        {
-            "model": {
-                "kind": "cnn",
-                "channels": channels,
-                "kernel": problem.model.kernel,
-                "stride": problem.model.stride,
-                "image_shape": list(problem.image_shape),
-                "positions": problem.n_positions,
-                "bias": problem.model.bias,
-            },
-            "singular_values": [float(v) for v in s],
-            "u1": u1.tolist(),
-            "v1": v1.tolist(),
-            "gap": float(s[0] / s2) if s2 > 0 else None,
-        }
-    )
-    if linear:
-        c = model.coefficient
-        out["coefficient"] = c
-        out["growth_rate"] = abs(c) * float(s[0])
-        out["growth_rate_solved"] = _num(traj.growth_rate)
-        out["orientations"] = [
-            1 if o >= 0 else -1 for o in params0[0] @ u1 + np.sign(c) * params0[1] @ v1
-        ]
-        # Z = 0 (no target correlation): nothing grows; the solve says so (result code).
-        ratio = s2 / float(s[0]) if s[0] > 0 else None
-        out["t_escape_textbook"] = (
-            math.log(1.0 / eps) / (abs(c) * float(s[0])) if ratio is not None else None
-        )
-        out["misalignment_exponent"] = None if ratio is None else 1.0 - ratio
-        out["misalignment_scale"] = None if ratio is None else eps ** (1.0 - ratio)
-        if out["t_escape"] is not None:
-            w1_esc, _ = linear_solution(z, c, *params0, out["t_escape"])
-            out["misalignment"] = float(np.median(kernel_misalignment(w1_esc, u1)))
-        else:
-            out["misalignment"] = None
-        directions = {"W1": [u1.tolist(), (-u1).tolist()], "W2": [v1.tolist(), (-v1).tolist()]}
-    else:
-        per_channel = _per_channel(act, patches, y, params0, opts, progress)
-        out["per_neuron"] = per_channel
-        out["misalignment_exponent"] = None
-        out["misalignment"] = None
-        out["warnings"].append(
-            f"multiplicity p = {act.degree}: kernels need not align with u1 (u1, gap describe "
-            "Z only); the predicted directions are the channels' blow-up directions"
-        )
-        directions = {"W1": per_channel.pop("orientations_W1")}
-    if out["t_escape"] is None and code.ok:
-        out["warnings"].append(
-            "the leading-order loss never drops by 10% along the effective trajectory: "
-            "t_escape is null; use growth_rate (or t_star)"
-        )
-    out["directions"] = directions
-    out["n_orientations"] = len(directions.get("W1") or [])
-    return out
-
-
-def _warnings(deriv, s: np.ndarray) -> list[str]:
-    notes = [
-        f"σ(0) = {t.sigma0} ≠ 0 adds a degree-{t.degree} drift of the read-out weights "
-        "(ȳ σ(0) 𝟙ᵀW2𝟙) that dominates early; the prediction covers the centred part"
-        for t in deriv.drift
-    ]
-    if len(s) < 2 or s[1] >= (1.0 - 1e-9) * s[0]:
-        notes.append(
-            "no spectral gap (s2 = s1): the top singular vector of Z is not unique and kernels "
-            "need not condense on one direction"
-        )
-    return notes
-
-
-def _per_channel(act, patches, y, params0, opts, progress) -> dict:
-    """Per-channel solves (channels decouple): blow-up times, result codes, directions."""
-    w1, w2 = (np.asarray(p) for p in params0)
-    model = cnn_effective_model(act, patches, y, 1)
-    ens = solve_ensemble(model, np.concatenate([w1, w2], axis=1), opts, progress=progress)
-    t_star = ens.t_star
-    grown = np.isin(ens.result, (Result.BLOWUP, Result.ESCAPED))
-    limit = np.where(np.isfinite(ens.direction), ens.direction, 0.0)[:, : w1.shape[1]]
-    orientations = (
-        cluster_orientations(limit[grown], 1e-4).directions.tolist() if grown.any() else []
-    )
-    first = int(np.nanargmin(t_star)) if np.any(np.isfinite(t_star)) else None
-    return {
-        "t_star": [_num(t) for t in t_star],
-        "result": [Result(int(c)).name.lower() for c in ens.result],
-        "first": first,
-        "t_star_min": _num(np.nanmin(t_star)) if first is not None else None,
-        "orientations_W1": orientations,
-    }

@@ -7,7 +7,8 @@ pytree ``(W1, …, WL)`` layout (``unravel``) and evaluates
 
 where ``R_q`` is the loss of the leading-order model (used for the predicted escape time).
 
-When every layer template is linear (``c_l s``: tanh-like activations, THEORY.md §3.2) the
+When every layer template is linear (``c_l s``: tanh-like activations,
+docs/theory/effective-dynamics.md#depth-three-and-deeper) the
 model only depends on the data through the moments ``Z = ⟨y x̃ᵀ⟩``, ``Σ = ⟨x̃ x̃ᵀ⟩`` and
 ``⟨|y|²⟩``; :class:`EffectiveModel` then skips the pass over the data:
 
@@ -25,11 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._jax import enable_x64
+from .._jax import in_float64
 from ..symbolic.bridge import LeadingOrder, leading_order
 from ..symbolic.derivation import Derivation
-
-enable_x64()
 
 
 class EffectiveModel(eqx.Module):
@@ -97,6 +96,7 @@ class EffectiveModel(eqx.Module):
         return 0.5 * (jnp.sum((p @ self.sigma) * p) - 2 * jnp.sum(p * self.z) + self.y2)
 
 
+@in_float64
 def effective_model(
     derivation: Derivation,
     xt: np.ndarray,
@@ -140,6 +140,7 @@ def _leading_order(sources: tuple[str, ...], derivation: Derivation) -> LeadingO
         return leading_order(derivation)
 
 
+@in_float64
 def flatten(params) -> jax.Array:
     """``(W1, …, WL)`` → one flat float64 vector (the solvers' state)."""
     return ravel_pytree(tuple(jnp.asarray(w, dtype=jnp.float64) for w in params))[0]

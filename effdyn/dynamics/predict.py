@@ -1,191 +1,137 @@
 """``effdyn predict``: what training from a problem's small initialization will do.
 
 From the derived field and the problem's own initial weights (the same draw ``train`` starts
-from) this solves the effective dynamics and reports (ARCHITECTURE.md, "Commands"):
+from) this solves the effective dynamics and reports (docs/commands.md#predict):
 
 - ``kind``: ``"blowup"`` (field degree ``k ≥ 2``) or ``"exponential"`` (``k = 1``);
-- ``t_star``: the first blow-up time (gradient-flow time), rescaled-time method with tail;
-- ``growth_rate``: ``u*·F(u*)`` — for ``k = 1`` the top eigenvalue, in closed form for a
-  two-layer ``p = 1`` network: ``|c_1| s_1(Z)``, ``Z = ⟨y x̃ᵀ⟩``;
+- ``t_star``: the first blow-up time (gradient-flow time), rescaled-time method with tail
+  (docs/theory/blowup.md#rescaled-time);
+- ``growth_rate``: ``u*·F(u*)`` — for ``k = 1`` the top eigenvalue;
 - ``t_escape``: the time at which the leading-order loss along the effective trajectory has
-  dropped by 10% (the rule ``compare`` applies to the training loss);
-- ``directions``: per layer, the predicted condensed unit vectors (rows of each weight
-  matrix, clustered into orientations), and ``n_orientations`` for the first layer. For
-  two-layer networks with a closed form (p = 1; p = 2; 1-d input with bias) the first-layer
-  directions are the stable critical orientations of ``F`` on the sphere (THEORY.md §3.1).
-- two-layer networks also get per-neuron ``t_star`` (neurons decouple; the network's
-  ``T*`` is the minimum) and the index of the first neuron to blow up.
+  dropped by 10% (the rule ``compare`` applies to the training loss;
+  docs/theory/blowup.md#escape-time);
+- ``directions``: per layer, the predicted condensed unit vectors, clustered into
+  orientations, and ``n_orientations`` for the first layer;
+- the kind's own keys (:meth:`~effdyn.kinds.base.ModelKind.closed_forms`: per-neuron
+  ``T*``, critical points, a CNN's ``u1``/``gap``/``misalignment``, …).
+
+:func:`predict` looks the network kind up once (:func:`~effdyn.kinds.kind_of`) and returns
+a :class:`Prediction`: read-only mapping access (``result["t_star"]``) and
+:meth:`Prediction.to_json` (the command's JSON object).
 """
 
 from __future__ import annotations
 
-import math
+import copy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
-import equinox as eqx
 import numpy as np
 
-from .._jax import enable_x64
-from ..analysis.orientations import cluster_orientations
-from ..api import derive_problem
+from .._jax import in_float64
+from ..kinds import build_warnings, contract_keys, kind_of, solve_one
 from ..problem import Problem, initial_params
-from ..results import Result, describe
-from ..symbolic.derivation import Derivation
-from .blowup import SolverOptions, solve_blowup
-from .critical import critical_orientations
-from .ensemble import solve_ensemble
-from .model import effective_model, flatten
+from ..results import Result, check
+from .blowup import SolverOptions
+from .model import flatten
 
-enable_x64()
-
-PREDICTED_MERGE = 1e-6
-"""Limit directions closer than ``1 − cos < 1e-6`` are one orientation (they converge to
-machine precision; distinct orientations are far apart)."""
-
-solve_one = eqx.filter_jit(solve_blowup)
-""":func:`~effdyn.dynamics.blowup.solve_blowup`, compiled once per model shape and shared by
-every caller (fully connected, CNN, the agreement cards)."""
+__all__ = ["Prediction", "predict", "solve_one"]
 
 
-def _num(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+@dataclass(frozen=True, eq=False)
+class Prediction(Mapping):
+    """What ``effdyn predict`` found: a read-only mapping of the JSON keys.
 
-
-def contract_keys(
-    deriv: Derivation, traj, opts: SolverOptions, scales, z_norm: float, warnings: list[str]
-) -> dict:
-    """The contract's keys of ``effdyn predict`` (ARCHITECTURE.md) from one solve ``traj``."""
-    code = Result(int(traj.result))
-    return {
-        "kind": "blowup" if deriv.field_degree >= 2 else "exponential",
-        "t_star": _num(traj.t_star),
-        "growth_rate": _num(traj.growth_rate),
-        "t_escape": _num(traj.t_escape),
-        "result": code.name.lower(),
-        "message": describe(
-            code,
-            energy0=float(traj.energy0),
-            field_norm0=float(traj.field_norm0),
-            z_norm=z_norm,
-            horizon=float(traj.horizon),
-        ),
-        "degree": deriv.degree,
-        "field_degree": deriv.field_degree,
-        "epsilon": [float(e) for e in scales],
-        "energy0": float(traj.energy0),
-        "solver": {"steps": int(traj.steps), "rtol": opts.rtol, "atol": opts.atol},
-        "warnings": warnings,
-    }
-
-
-def predict(problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False) -> dict:
-    """Solve the effective dynamics of ``problem`` from its initialization (see module doc).
-
-    A two-layer CNN (``kind = "cnn"``) goes to :func:`~effdyn.dynamics.cnn.predict_cnn`
-    (the same keys, plus ``u1``, ``gap``, ``misalignment``; THEORY.md §3.3).
+    ``prediction["t_star"]``, ``.get``, ``in``, iteration and ``keys()`` read it; assignment
+    fails. :meth:`to_json` gives the command's JSON object (a fresh, mutable copy).
     """
-    if problem.model.kind == "cnn":
-        from .cnn import predict_cnn
 
-        return predict_cnn(problem, opts, progress=progress)
+    data: Mapping = field(repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
+
+    def __getitem__(self, key: str):
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def code(self) -> Result:
+        """The result code of the full-network solve (docs/results.md)."""
+        return Result.from_name(self.data["result"])
+
+    @property
+    def t_star(self) -> float | None:
+        return self.data["t_star"]
+
+    @property
+    def t_escape(self) -> float | None:
+        return self.data["t_escape"]
+
+    @property
+    def growth_rate(self) -> float | None:
+        return self.data["growth_rate"]
+
+    @property
+    def message(self) -> str:
+        return self.data["message"]
+
+    def __reduce__(self):  # picklable (a mapping proxy is not): rebuild from a plain dict
+        return (Prediction, (dict(self.data),))
+
+    def to_json(self) -> dict:
+        """The JSON object of ``effdyn predict --json`` (a deep copy)."""
+        return copy.deepcopy(dict(self.data))
+
+    def __repr__(self) -> str:
+        return (
+            f"Prediction(result={self.data['result']!r}, t_star={self.t_star!r}, "
+            f"t_escape={self.t_escape!r}, growth_rate={self.growth_rate!r})"
+        )
+
+
+@in_float64
+def predict(
+    problem: Problem,
+    opts: SolverOptions | None = None,
+    *,
+    progress: bool = False,
+    throw: bool = False,
+) -> Prediction:
+    """Solve the effective dynamics of ``problem`` from its initialization (module doc).
+
+    Args:
+        problem: a loaded problem (any kind in :data:`effdyn.kinds.KINDS`).
+        opts: solver options (default :class:`~effdyn.dynamics.blowup.SolverOptions`).
+        progress: show a progress bar for the per-unit solves.
+        throw: raise on a failure code (``max_steps``, ``nonfinite``, ``solver_failed``)
+            instead of returning it (docs/results.md); "no blow-up within the horizon" is an
+            outcome and never raises.
+
+    Raises:
+        EffdynError: bad input (one line), or a failure with ``throw=True``.
+    """
     opts = opts or SolverOptions()
-    deriv = derive_problem(problem)
+    kind = kind_of(problem)
+    deriv = kind.derivation(problem)
     params0 = initial_params(problem)
-    xt, y = problem.inputs(), problem.data.y
-    model = effective_model(deriv, xt, y, params0)
+    model = kind.effective_model(problem, params0, deriv=deriv)
     traj = solve_one(model, flatten(params0), opts)
-    code = Result(int(traj.result))
-    z = y.T @ xt / len(xt)
     out = contract_keys(
-        deriv, traj, opts, problem.init.scales, float(np.linalg.norm(z)), _warnings(deriv)
+        deriv, traj, opts, problem.init.scales, float(np.linalg.norm(np.asarray(model.z)))
     )
-    if deriv.field_degree == 1 and deriv.depth == 2 and deriv.smooth:
-        # Two-layer p = 1: each neuron's block is c_1 [[0, Z], [Zᵀ, 0]] (THEORY.md §3.1).
-        out["growth_rate"] = abs(float(deriv.activations[0].coefficient)) * float(
-            np.linalg.svd(z, compute_uv=False)[0]
-        )
-        out["growth_rate_solved"] = _num(traj.growth_rate)
-    directions = _layer_directions(traj.direction, params0, model)
-    if deriv.depth == 2:
-        out.update(_two_layer(deriv, problem, params0, opts, progress))
-        if out.get("critical_points") is not None:
-            stable = [c["direction"] for c in out["critical_points"] if c["kind"] in ("max", "min")]
-            directions["W1"] = stable
-        elif out["per_neuron"]["orientations"] is not None:
-            directions["W1"] = out["per_neuron"]["orientations"]
-    if out["t_escape"] is None and code.ok:
-        out["warnings"].append(
-            "the leading-order loss never drops by 10% along the effective trajectory (its "
-            "best fit along the escape direction explains under 10% of ⟨|y|²⟩/2): "
-            "t_escape is null; use t_star or growth_rate"
-        )
+    extra, directions, notes = kind.closed_forms(
+        problem, deriv, params0, model, traj, out, opts, progress
+    )
+    out.update(extra)
+    out["warnings"] = build_warnings(kind, deriv, notes, out)
     out["directions"] = directions
     out["n_orientations"] = len(directions.get("W1") or [])
-    return out
-
-
-def _warnings(deriv: Derivation) -> list[str]:
-    notes = []
-    for term in deriv.drift:
-        notes.append(
-            f"σ{term.layer}(0) = {term.sigma0} ≠ 0 adds a degree-{term.degree} drift that "
-            "dominates early; the prediction covers the centred part (THEORY.md §2)"
-        )
-    if not deriv.smooth:
-        notes.append("non-smooth activation: the leading-order field is piecewise")
-    return notes
-
-
-def _layer_directions(direction, params0, model) -> dict:
-    """Cluster the rows of each layer of the blow-up direction into orientations."""
-    direction = np.asarray(direction)
-    if not np.all(np.isfinite(direction)):
-        return {f"W{i + 1}": [] for i in range(len(params0))}
-    layers = model.unravel(direction)
-    out = {}
-    for i, w in enumerate(layers):
-        w = np.asarray(w)
-        found = cluster_orientations(w, PREDICTED_MERGE, min_relative_norm=1e-6)
-        out[f"W{i + 1}"] = found.directions.tolist()
-    return out
-
-
-def _two_layer(deriv, problem, params0, opts, progress) -> dict:
-    """Per-neuron solves (vmapped ensemble) and, where they exist, the critical points."""
-    w1, w2 = (np.asarray(p) for p in params0)
-    neuron_template = (w1[:1], w2[:, :1])
-    model = effective_model(deriv, problem.inputs(), problem.data.y, neuron_template)
-    thetas = np.concatenate([w1, w2.T], axis=1)  # ravel order of (w_k, a_k)
-    ens = solve_ensemble(model, thetas, opts, progress=progress)
-    t_star = ens.t_star
-    first = int(np.nanargmin(t_star)) if np.any(np.isfinite(t_star)) else None
-    limit_w = np.where(np.isfinite(ens.direction), ens.direction, 0.0)[:, : w1.shape[1]]
-    orientations = None
-    act = deriv.activations[0]
-    points = None
-    if act.smooth and problem.d_out == 1:
-        found = critical_orientations(act.degree, problem.inputs(), problem.data.y)
-        if found is not None:
-            points = [
-                {
-                    "direction": c.direction.tolist(),
-                    "value": c.value,
-                    "kind": c.kind,
-                    "attracts": c.attracts,
-                }
-                for c in found
-            ]
-    if points is None:
-        grown = np.isin(ens.result, (Result.BLOWUP, Result.ESCAPED))
-        if np.any(grown):
-            orientations = cluster_orientations(limit_w[grown], 1e-4).directions.tolist()
-    return {
-        "critical_points": points,
-        "per_neuron": {
-            "t_star": [_num(t) for t in t_star],
-            "result": [Result(int(c)).name.lower() for c in ens.result],
-            "first": first,
-            "t_star_min": _num(np.nanmin(t_star)) if first is not None else None,
-            "orientations": orientations,
-        },
-    }
+    check(traj.result, out["message"], throw=throw)
+    return Prediction(out)

@@ -3,14 +3,16 @@ loss, the GD/Adam loop, files.
 
 :func:`train` runs full-batch gradient descent (or Adam) from the problem's own initial
 weights and returns a :class:`TrainRun`; :func:`save_run`/:func:`load_run` write and read
-``DIR/train.npz`` and ``DIR/result.json`` (docs/commands.md#train).
+``DIR/train.npz`` and ``DIR/result.json`` (docs/commands.md#train). :class:`Capture`
+keeps ``θ`` at the first step a loss-drop or pre-activation trigger holds, in the same run.
 """
 
 from .io import load_run, save_run, summary_of
-from .loop import TrainRun, train
+from .loop import Capture, TrainRun, train
 from .network import loss_function, network, network_inputs
 
 __all__ = [
+    "Capture",
     "TrainRun",
     "load_run",
     "loss_function",

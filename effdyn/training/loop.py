@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
@@ -63,6 +64,46 @@ _TRACES = [0]
 """How many times a chunk function has been traced (compiled) in this process — for tests."""
 
 
+@dataclass(frozen=True)
+class Capture:
+    """A trigger for keeping ``θ_k`` at the first step where it holds (``train(capture=…)``).
+
+    The step is the first ``k`` (``0 ≤ k ≤ K``) with ``loss_k ≤ (1 − loss_drop)·loss_0`` or
+    ``max_preactivation_k ≥ max_preactivation`` (a field left ``None`` never triggers), read
+    from the same ``loss`` and ``max_preactivation`` arrays the :class:`TrainRun` holds; the
+    kept parameters are ``θ_k``, the ones whose loss is ``loss_k``. This is how ``compare``
+    reads the initial stage and the escape step in one run (docs/theory/measuring.md#initial-stage,
+    docs/theory/measuring.md#escape-time).
+    """
+
+    loss_drop: float | None = None
+    max_preactivation: float | None = None
+
+    def __post_init__(self):
+        if self.loss_drop is None and self.max_preactivation is None:
+            raise EffdynError("a Capture needs loss_drop or max_preactivation (or both)")
+        if self.loss_drop is not None and not (
+            _is_real(self.loss_drop) and 0.0 < self.loss_drop < 1.0
+        ):
+            raise EffdynError(f"Capture.loss_drop must lie in (0, 1), got {self.loss_drop!r}")
+        if self.max_preactivation is not None and not (
+            _is_real(self.max_preactivation) and math.isfinite(self.max_preactivation)
+        ):
+            raise EffdynError(
+                f"Capture.max_preactivation must be a finite number, got {self.max_preactivation!r}"
+            )
+
+    def first_step(self, loss: np.ndarray, max_preactivation: np.ndarray) -> int | None:
+        """The first ``k`` at which the trigger holds on these arrays, or None."""
+        hit = np.zeros(len(loss), dtype=bool)
+        if self.loss_drop is not None:
+            hit |= loss <= (1.0 - self.loss_drop) * loss[0]
+        if self.max_preactivation is not None:
+            hit |= max_preactivation >= self.max_preactivation
+        over = np.flatnonzero(hit)
+        return int(over[0]) if over.size else None
+
+
 @dataclass(frozen=True, eq=False)
 class TrainRun:
     """A training run: the loss at every step, the final weights and log-spaced snapshots.
@@ -82,6 +123,8 @@ class TrainRun:
         optimizer: ``"gd"`` or ``"adam"``.
         lr: the step size.
         steps_requested: the number of steps asked for.
+        captured: one entry per :class:`Capture` asked for: ``(step, params)`` with ``θ`` at
+            the first step its trigger held, or None if it never held.
     """
 
     t: np.ndarray
@@ -95,6 +138,27 @@ class TrainRun:
     optimizer: str
     lr: float
     steps_requested: int
+    captured: tuple[tuple[int, tuple[np.ndarray, ...]] | None, ...] = ()
+
+    def params_at(self, step: int) -> tuple[np.ndarray, ...]:
+        """``θ_step``: step 0, the last step ``K``, a captured step or a snapshot step.
+
+        Raises:
+            EffdynError: any other step (the run did not keep ``θ`` there).
+        """
+        step = int(step)
+        if step == self.steps:
+            return self.params
+        for entry in self.captured:
+            if entry is not None and entry[0] == step:
+                return entry[1]
+        where = np.flatnonzero(self.snapshot_steps == step)
+        if where.size:
+            return tuple(s[int(where[0])] for s in self.snapshots)
+        raise EffdynError(
+            f"the run kept no parameters at step {step} (kept: 0, {self.steps}, the "
+            "snapshot steps and the captured steps); pass a Capture to train()"
+        )
 
     @property
     def steps(self) -> int:
@@ -125,6 +189,7 @@ def train(
     chunk: int = 1000,
     stop_below: float | None = None,
     progress: bool = False,
+    capture: Sequence[Capture] = (),
     throw: bool = False,
 ) -> TrainRun:
     """Train the problem's real network from :func:`~effdyn.problem.initial_params`.
@@ -145,6 +210,8 @@ def train(
             below ``stop_below · loss[0]`` — to end a run soon after the escape from the
             small-initialization plateau.
         progress: show a transient progress bar on stderr.
+        capture: :class:`Capture` triggers; ``θ_k`` at the first step each holds is kept
+            (inside the compiled loop, no second run) in :attr:`TrainRun.captured`.
         throw: raise on a failure (a non-finite loss) instead of returning it as a code.
 
     Returns:
@@ -159,6 +226,9 @@ def train(
     lr = problem.train.lr if lr is None else lr
     optimizer = problem.train.optimizer if optimizer is None else optimizer
     _check_arguments(steps, lr, optimizer, n_snapshots, chunk, stop_below)
+    capture = tuple(capture)
+    if not all(isinstance(c, Capture) for c in capture):
+        raise EffdynError("capture must be a sequence of effdyn.training.Capture")
     steps, lr, chunk = int(steps), float(lr), min(int(chunk), int(steps))
 
     params0 = initial_params(problem)
@@ -174,8 +244,8 @@ def train(
     buffers = tuple(jnp.zeros((n_snapshots + 1, *w.shape)) for w in params0)  # +1: spare row
     start_params = tuple(jnp.array(w) for w in params0)  # copies: the carry is donated
     opt_state = _optimizer(optimizer, lr).init(start_params)
-    carry = (start_params, opt_state, jnp.int64(0), buffers)
-    args = (xt, y, jnp.float64(lr))
+    carry = (start_params, opt_state, jnp.int64(0), buffers, _capture_state(capture, params0))
+    args = (xt, y, jnp.float64(lr), *_capture_thresholds(capture))
 
     pieces: list[np.ndarray] = []
     pre_pieces: list[np.ndarray] = []
@@ -200,7 +270,7 @@ def train(
                     end, result = start + len(losses), Result.STOPPED
                 break
 
-    params, _, n_recorded, buffers = carry
+    params, _, n_recorded, buffers, (_, cap_steps, cap_buffers) = carry
     params = tuple(np.asarray(w) for w in params)
     recorded = inside[: int(n_recorded)]
     keep = recorded < end
@@ -219,6 +289,7 @@ def train(
         pre = np.append(pre[:end], float(np.max(np.abs(np.asarray(xt) @ params[0].T))))
     message = _message(result, loss, end, steps, optimizer, lr, stop_below, params0)
     check(result, message, throw=throw)
+    captured = _captured(capture, cap_steps, cap_buffers, end, loss, pre, params)
     return TrainRun(
         t=np.arange(end + 1) * lr,
         loss=loss,
@@ -231,6 +302,7 @@ def train(
         optimizer=optimizer,
         lr=lr,
         steps_requested=steps,
+        captured=captured,
     )
 
 
@@ -267,13 +339,13 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
     """
     value_and_grad = jax.value_and_grad(loss_function(network(list(activations))))
 
-    def run_chunk(carry, xt, y, lr, start, stop, snap_steps):
+    def run_chunk(carry, xt, y, lr, cap_factor, cap_pre, start, stop, snap_steps):
         _TRACES[0] += 1  # Python side effect: runs once per trace, never per step
         opt = _optimizer(optimizer, lr)
         spare = snap_steps.shape[0]  # index of the buffer's spare row
 
         def step(state, j):
-            params, opt_state, slot, buffers = state
+            params, opt_state, slot, buffers, cap = state
             k = start + j
             loss, grads = value_and_grad(params, xt, y)
             # The largest first-layer pre-activation |w_k·x̃_i|
@@ -288,6 +360,7 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
                 lax.dynamic_update_index_in_dim(b, w, row, axis=0)
                 for b, w in zip(buffers, params, strict=True)
             )
+            cap = _capture_step(cap, params, k, loss, jnp.max(pre), cap_factor, cap_pre, stop)
             updates, new_state = opt.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             # A non-finite loss leaves θ_k in place, so the run can end exactly at step k.
@@ -297,11 +370,60 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
                 (new_params, new_state),
                 (params, opt_state),
             )
-            return (params, opt_state, slot + hit, buffers), (loss, pre)
+            return (params, opt_state, slot + hit, buffers, cap), (loss, pre)
 
         return lax.scan(step, carry, jnp.arange(chunk))
 
     return jax.jit(run_chunk, donate_argnums=0)
+
+
+def _capture_state(capture: tuple[Capture, ...], params0):
+    """The capture part of the carry: ``(loss_0, first steps (−1: not yet), θ buffers)``;
+    each buffer has one row per capture plus a spare row that unhit steps write into."""
+    n = len(capture)
+    buffers = tuple(jnp.zeros((n + 1, *np.shape(w))) for w in params0)
+    return (jnp.float64(jnp.nan), jnp.full((max(n, 1),), -1, dtype=jnp.int64), buffers)
+
+
+def _capture_thresholds(capture: tuple[Capture, ...]) -> tuple[jax.Array, jax.Array]:
+    """``(1 − loss_drop, max_preactivation)`` per capture; a missing rule never fires
+    (``−inf`` factor: ``loss ≤ −inf`` is false for a finite loss; ``+inf`` threshold)."""
+    factor = [-np.inf if c.loss_drop is None else 1.0 - c.loss_drop for c in capture]
+    pre = [np.inf if c.max_preactivation is None else c.max_preactivation for c in capture]
+    return jnp.asarray(factor or [-np.inf]), jnp.asarray(pre or [np.inf])
+
+
+def _capture_step(cap, params, k, loss, pre, factor, threshold, stop):
+    """Keep ``θ_k`` for every capture whose trigger first holds at step ``k < stop``
+    (straight-line code: a dynamic row write, into the spare row when nothing fires)."""
+    loss0, first, buffers = cap
+    loss0 = jnp.where(k == 0, loss, loss0)
+    fires = ((loss <= factor * loss0) | (pre >= threshold)) & (first < 0) & (k < stop)
+    first = jnp.where(fires, k, first)
+    spare = buffers[0].shape[0] - 1
+    for i in range(spare):
+        row = jnp.where(fires[i], i, spare)
+        buffers = tuple(
+            lax.dynamic_update_index_in_dim(b, w, row, axis=0)
+            for b, w in zip(buffers, params, strict=True)
+        )
+    return loss0, first, buffers
+
+
+def _captured(capture, steps, buffers, end, loss, pre, params):
+    """``(step, θ)`` per capture: a step the scan kept (``< end``), else the last step ``end``
+    if the trigger holds there (its loss is computed after the loop), else None."""
+    steps = np.asarray(steps)
+    out = []
+    for i, c in enumerate(capture):
+        k = int(steps[i])
+        if 0 <= k < end:
+            out.append((k, tuple(np.asarray(b[i]) for b in buffers)))
+        elif c.first_step(loss, pre) == end:
+            out.append((end, params))
+        else:
+            out.append(None)
+    return tuple(out)
 
 
 def _partial_max(a: jax.Array) -> jax.Array:

@@ -1,0 +1,52 @@
+"""Network kinds behind one interface (docs/extending.md#adding-a-model-kind).
+
+:func:`kind_of` maps a problem to its :class:`~effdyn.kinds.base.ModelKind`; ``predict``
+dispatches on it once. Registering a kind = one module with a ``ModelKind`` subclass and
+one entry in :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+from ..errors import EffdynError
+from .base import (
+    Measurements,
+    ModelKind,
+    Units,
+    UnitSolve,
+    build_warnings,
+    contract_keys,
+    solve_one,
+    solve_units,
+)
+from .cnn import CNN
+from .fc import FullyConnected
+
+KINDS: dict[str, ModelKind] = {"fc": FullyConnected(), "cnn": CNN()}
+"""``kind`` in a problem file → its :class:`ModelKind`."""
+
+
+def kind_of(problem) -> ModelKind:
+    """The :class:`ModelKind` of ``problem`` (one-line error for an unknown kind)."""
+    try:
+        return KINDS[problem.model.kind]
+    except KeyError:
+        raise EffdynError(
+            f"{problem.source}: kind {problem.model.kind!r} is not one of "
+            f"{', '.join(map(repr, KINDS))}"
+        ) from None
+
+
+__all__ = [
+    "CNN",
+    "KINDS",
+    "Measurements",
+    "FullyConnected",
+    "ModelKind",
+    "UnitSolve",
+    "Units",
+    "build_warnings",
+    "contract_keys",
+    "kind_of",
+    "solve_one",
+    "solve_units",
+]

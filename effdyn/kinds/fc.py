@@ -1,0 +1,112 @@
+"""The fully connected kind (``kind = "fc"``): depth ``L ≥ 2`` (docs/theory/effective-dynamics.md).
+
+Extra keys for ``effdyn predict``: for two-layer ``p = 1`` the growth rate in closed form,
+``|c_1| s_1(Z)`` with ``Z = ⟨y x̃ᵀ⟩`` (each neuron's block is ``c_1 [[0, Z], [Zᵀ, 0]]``,
+docs/theory/effective-dynamics.md#closed-forms); for two-layer networks the per-neuron
+solve (neurons decouple; the network's ``T*`` is the minimum) and, where a closed form
+exists (``p = 1``; ``p = 2``; 1-d input with bias), the critical orientations of ``F`` on the
+sphere, whose stable ones are the first-layer directions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ModelKind, Units, num, solve_units
+
+PREDICTED_MERGE = 1e-6
+"""Limit directions closer than ``1 − cos < 1e-6`` are one orientation (they converge to
+machine precision; distinct orientations are far apart)."""
+
+
+class FullyConnected(ModelKind):
+    """``f(x) = W_L σ(⋯ σ(W_1 x̃))`` (docs/theory/conventions.md)."""
+
+    name = "fc"
+    drift_note_text = (
+        "σ{layer}(0) = {sigma0} ≠ 0 adds a degree-{degree} drift that dominates early; the "
+        "prediction covers the centred part (docs/theory/multiplicity.md#drift)"
+    )
+    escape_note = (
+        "the leading-order loss never drops by 10% along the effective trajectory (its "
+        "best fit along the escape direction explains under 10% of ⟨|y|²⟩/2): "
+        "t_escape is null; use t_star or growth_rate"
+    )
+
+    def derivation(self, problem):
+        from ..symbolic.derivation import derive
+
+        return derive(list(problem.model.activations), problem.model.depth)
+
+    def effective_model(self, problem, params0, *, deriv=None, loss="mse", around=None, small=None):
+        from ..dynamics.model import effective_model
+
+        self.check_reserved(loss, around, small)
+        deriv = self.derivation(problem) if deriv is None else deriv
+        return effective_model(deriv, problem.inputs(), problem.data.y, params0)
+
+    def units(self, problem, params0, deriv):
+        """Two-layer: neuron ``k`` is ``(w_k, a_k)`` = (row k of W1, column k of W2)."""
+        if deriv.depth != 2:
+            return None
+        w1, w2 = (np.asarray(p) for p in params0)
+        model = self.effective_model(problem, (w1[:1], w2[:, :1]), deriv=deriv)
+        return Units(model, np.concatenate([w1, w2.T], axis=1), w1.shape[1])
+
+    def closed_forms(self, problem, deriv, params0, model, traj, out, opts, progress):
+        extra: dict = {}
+        xt, y = problem.inputs(), problem.data.y
+        if deriv.field_degree == 1 and deriv.depth == 2 and deriv.smooth:
+            z = y.T @ xt / len(xt)
+            extra["growth_rate"] = abs(float(deriv.activations[0].coefficient)) * float(
+                np.linalg.svd(z, compute_uv=False)[0]
+            )
+            extra["growth_rate_solved"] = num(traj.growth_rate)
+        directions = layer_directions(traj.direction, params0, model)
+        units = self.units(problem, params0, deriv)
+        if units is not None:
+            solved = solve_units(units, opts, progress=progress)
+            points = _critical_points(deriv, problem)
+            orientations = None if points is not None else (solved.orientations() or None)
+            extra["critical_points"] = points
+            extra["per_neuron"] = {**solved.keys, "orientations": orientations}
+            if points is not None:
+                directions["W1"] = [c["direction"] for c in points if c["kind"] in ("max", "min")]
+            elif orientations is not None:
+                directions["W1"] = orientations
+        return extra, directions, []
+
+
+def layer_directions(direction, params0, model) -> dict:
+    """Cluster the rows of each layer of the blow-up direction into orientations."""
+    from ..analysis.orientations import cluster_orientations
+
+    direction = np.asarray(direction)
+    if not np.all(np.isfinite(direction)):
+        return {f"W{i + 1}": [] for i in range(len(params0))}
+    out = {}
+    for i, w in enumerate(model.unravel(direction)):
+        found = cluster_orientations(np.asarray(w), PREDICTED_MERGE, min_relative_norm=1e-6)
+        out[f"W{i + 1}"] = found.directions.tolist()
+    return out
+
+
+def _critical_points(deriv, problem) -> list[dict] | None:
+    """The critical orientations of ``F`` on the sphere where a closed form exists."""
+    from ..dynamics.critical import critical_orientations
+
+    act = deriv.activations[0]
+    if not (act.smooth and problem.d_out == 1):
+        return None
+    found = critical_orientations(act.degree, problem.inputs(), problem.data.y)
+    if found is None:
+        return None
+    return [
+        {
+            "direction": c.direction.tolist(),
+            "value": c.value,
+            "kind": c.kind,
+            "attracts": c.attracts,
+        }
+        for c in found
+    ]
