@@ -8,8 +8,20 @@ Derivation`, the leading-order model: its output ``f_q``, its energy
 evaluated with the forward/backward recursion over the layer templates (derived once, then
 applied to whole arrays: never expanded per data point or per neuron).
 
-Parameters are a tuple ``(W1, …, WL)`` of float64 arrays; data enter as ``args = (x̃, y)``
-with ``x̃`` of shape ``(n, d+1)`` (bias column last) and ``y`` of shape ``(n, d_out)``.
+Parameters are a tuple ``(W1, …, WL)`` of arrays; data enter as ``args = (x̃, y)`` with
+``x̃`` of shape ``(n, d+1)`` (bias column last) and ``y`` of shape ``(n, d_out)``.
+
+Precision (docs/precision.md). Every function this module hands back — the elementwise
+functions of :func:`sympy_to_jax` and :func:`activation_function`, the methods of
+:class:`LeadingOrder` and the compiled field of :func:`jax_field` — computes in float64
+whatever the user's ``jax_enable_x64``: it runs inside the scoped ``jax.enable_x64(True)``
+and casts its real inputs (NumPy arrays, Python floats, float32 JAX arrays) to float64, so
+it returns float64 JAX arrays. Outside the context JAX computes on those in the user's
+setting (float32 by default): take ``numpy.asarray`` of them first. Inside the user's own
+float32 ``jit``/``grad``/``vmap`` the results are float64 tracers, which the surrounding
+float32 operations truncate to float32 with a warning from JAX; to integrate or
+differentiate through them in float64, put that code inside ``jax.enable_x64(True)`` too
+(or effdyn's ``float64()``). Nothing is built at import: the tables below hold functions.
 """
 
 from __future__ import annotations
@@ -23,13 +35,11 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import sympy as sp
 
-from .._jax import enable_x64
+from .._jax import in_float64
 from ..errors import EffdynError
 from .activation import Activation, S
 from .derivation import Derivation
 from .parse import X
-
-enable_x64()
 
 Params = tuple[jax.Array, ...]
 ScalarFn = Callable[[jax.Array], jax.Array]
@@ -71,7 +81,17 @@ def sympy_to_jax(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
     0.7615...
     """
     fn = _translate(sp.sympify(expr), var)
-    return lambda s: fn(s) * jnp.ones_like(s)
+    return _elementwise_float64(lambda s: fn(s) * jnp.ones_like(s))
+
+
+def _as_float64(tree):
+    """Every leaf of ``tree`` as a float64 JAX array (call inside ``jax.enable_x64(True)``)."""
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.float64), tree)
+
+
+def _elementwise_float64(fn: ScalarFn) -> ScalarFn:
+    """``fn`` applied in float64 to its input cast to float64 (module docstring)."""
+    return in_float64(lambda s: fn(_as_float64(s)))
 
 
 def _translate(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
@@ -107,15 +127,17 @@ def _translate(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
 
 
 def activation_function(act: Activation) -> ScalarFn:
-    """The real activation ``σ`` as an elementwise JAX function."""
-    return _STABLE.get(act.source) or sympy_to_jax(act.expr, X)
+    """The real activation ``σ`` as an elementwise JAX function (float64: module docstring)."""
+    stable = _STABLE.get(act.source)
+    return sympy_to_jax(act.expr, X) if stable is None else _elementwise_float64(stable)
 
 
 class LeadingOrder(eqx.Module):
     """The leading-order model of a derivation, evaluated on arrays.
 
     Calling it, ``lo(t, θ, (x̃, y))``, returns the effective field ``∇E(θ)`` with the
-    signature diffrax expects of an ODE term.
+    signature diffrax expects of an ODE term. :meth:`output`, :meth:`energy` and the call
+    compute in float64 (module docstring).
     """
 
     templates: tuple[ScalarFn, ...] = eqx.field(static=True)
@@ -131,18 +153,22 @@ class LeadingOrder(eqx.Module):
             h = acts[-1] @ params[layer].T
         return h, hs, acts
 
+    @in_float64
     def output(self, params: Params, xt: jax.Array) -> jax.Array:
         """``f_q(x̃_i; θ)`` for every sample: shape ``(n, d_out)``."""
-        return self._forward(params, xt)[0]
+        return self._forward(*_as_float64((params, xt)))[0]
 
+    @in_float64
     def energy(self, params: Params, xt: jax.Array, y: jax.Array) -> jax.Array:
         """``E(θ) = (1/n) Σ_i y_i · f_q(x̃_i; θ)``."""
+        params, xt, y = _as_float64((params, xt, y))
         return jnp.sum(y * self.output(params, xt)) / xt.shape[0]
 
+    @in_float64
     def __call__(self, t, params: Params, args) -> Params:
         """``θ' = ∇E(θ)`` by the backward recursion ``g_l = φ_l'(h_l) ⊙ (W_{l+1}ᵀ g_{l+1})``."""
         del t
-        xt, y = args
+        params, (xt, y) = _as_float64((params, args))
         _, hs, acts = self._forward(params, xt)
         g = y
         grads = [None] * len(params)
@@ -164,5 +190,18 @@ def leading_order(derivation: Derivation) -> LeadingOrder:
 
 
 def jax_field(derivation: Derivation) -> Callable:
-    """The effective field as a jit-compiled ``f(t, θ, (x̃, y))``."""
-    return jax.jit(leading_order(derivation))
+    """The effective field as a jit-compiled ``f(t, θ, (x̃, y))``, in float64 always.
+
+    ``f`` enters ``jax.enable_x64(True)`` before it calls the compiled field, and the field
+    casts ``θ`` and ``(x̃, y)`` to float64 first, so the result is a tuple of float64 JAX
+    arrays whether the caller runs with ``jax_enable_x64`` off (the default) or on, and
+    whether the inputs are NumPy arrays, Python floats or float32 JAX arrays (those are
+    widened, not recomputed: their float32 rounding stays). JAX keys its jit cache on the
+    x64 flag as well as on the input shapes and dtypes: a bare ``jax.jit`` traced inside the
+    context retraces when called outside it, and then computes in float32. ``f`` always
+    calls in the context, so it traces once per input signature (float32 inputs and
+    float64 inputs are two signatures) and never in float32, and a caller's own
+    ``jax.enable_x64(True)`` block shares those traces. Inside the caller's float32
+    ``jit``/``grad`` the same holds as for every function here (module docstring).
+    """
+    return in_float64(jax.jit(leading_order(derivation)))
