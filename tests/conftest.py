@@ -21,6 +21,13 @@ def x64():
         yield
 
 
+@pytest.fixture(scope="module")
+def x64_module():
+    """``x64`` for a whole module, for module-scoped fixtures that build JAX arrays."""
+    with jax.enable_x64(True):
+        yield
+
+
 def run_cli(*args: str, timeout: float = 120):
     """Run ``effdyn ARGS`` in a fresh process; returns (code, stdout, stderr)."""
     proc = subprocess.run(
