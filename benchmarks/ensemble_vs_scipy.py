@@ -36,6 +36,8 @@ import jax
 import numpy as np
 from scipy.integrate import solve_ivp
 
+jax.config.update("jax_enable_x64", True)  # this script's own JAX arrays are float64
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from effdyn.data import load_dataset  # noqa: E402
