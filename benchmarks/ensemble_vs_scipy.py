@@ -59,6 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
+jax.config.update("jax_enable_x64", True)  # this script's own JAX arrays are float64
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from effdyn._jax import float64  # noqa: E402

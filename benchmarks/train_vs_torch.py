@@ -241,6 +241,7 @@ def main() -> None:
     import jax
     import numpy as np
 
+    jax.config.update("jax_enable_x64", True)  # this script's own JAX arrays (many_seeds)
     from effdyn.data import load_dataset
     from effdyn.problem import initial_params, load_problem
     from effdyn.training import train

@@ -10,6 +10,16 @@ Arrays effdyn hands back are numpy arrays or float64 JAX arrays. Arithmetic on a
 array *outside* the context follows the user's setting (JAX then computes in float32), so
 convert with ``numpy.asarray`` first, or call effdyn's functions, which re-enter the
 context themselves.
+
+JAX keys its jit cache on the flag as well as on shapes and dtypes: a function compiled
+inside the context is traced again when called outside it, and computes there in float32
+(NumPy float64 inputs are first rounded to float32). So effdyn calls its compiled functions
+inside the context. Entering the context *within* a trace that runs in float32 (a user's
+own ``jit``/``grad`` around an effdyn function) is not safe: values made there are float64,
+and JAX's later transformations of that trace, run outside the context, meet them with
+float32 constants (a ``lax.mul`` dtype error under ``grad``). Functions that a user may call
+inside their own traces enter the context only on concrete inputs, as the bridge does
+(:mod:`effdyn.symbolic.bridge`).
 """
 
 from __future__ import annotations

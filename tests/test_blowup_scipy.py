@@ -46,6 +46,7 @@ R_FACTOR = 1e9  # event radius R = R_FACTOR · |θ₀| for the scipy reference
 TSTAR_RTOL = 1e-8
 
 solve = eqx.filter_jit(solve_blowup)
+pytestmark = pytest.mark.usefixtures("x64_module")  # its own jit, jnp arrays, module fixtures
 
 # --------------------------------------------------------------------------------------------
 # independent reference: hand-written fields and a scipy solve in the original time

@@ -64,7 +64,7 @@ def _hand_energy(acts):
         (["x - sin(x)", "gelu", "silu"], 1),
     ],
 )
-def test_field_equals_autodiff_of_leading_energy(acts, d_out):
+def test_field_equals_autodiff_of_leading_energy(x64, acts, d_out):
     xt, y = _data(d_out=d_out)
     field = jax_field(derive(acts))
     grad = jax.jit(jax.grad(_hand_energy(acts)))
@@ -96,7 +96,7 @@ APPROACH = [
 
 
 @pytest.mark.parametrize(("text", "sigma", "depth", "order", "why"), APPROACH)
-def test_real_gradient_approaches_field_as_eps_to_0(text, sigma, depth, order, why):
+def test_real_gradient_approaches_field_as_eps_to_0(x64, text, sigma, depth, order, why):
     """|−∇R(εθ̄) − ∇E(εθ̄)| / |∇E(εθ̄)| = O(ε^order): the fitted slope must match."""
     xt, y = _data()
     base = _params([6] * (depth - 1), xt.shape[1], 1, seed=3)
@@ -125,7 +125,7 @@ def _field_at_random_point(acts, d_out=1, seed=0):
 @pytest.mark.parametrize(
     ("acts", "d_out"), [(["tanh(x)"] * 2, 1), (["tanh(x)"] * 3, 2), (["gelu", "tanh(x)"], 1)]
 )
-def test_balancedness_is_conserved_multiplicity_one(acts, d_out):
+def test_balancedness_is_conserved_multiplicity_one(x64, acts, d_out):
     """d/dt (W_{l+1}ᵀW_{l+1} − W_l W_lᵀ) = 0 along the effective flow (all p = 1)."""
     params, vel = _field_at_random_point(acts, d_out)
     for l in range(len(params) - 1):
@@ -146,7 +146,7 @@ def test_balancedness_is_conserved_multiplicity_one(acts, d_out):
         ["relu", "relu"],
     ],
 )
-def test_per_neuron_law_p_a2_minus_w2_is_conserved(acts):
+def test_per_neuron_law_p_a2_minus_w2_is_conserved(x64, acts):
     """Neuron k of hidden layer l: p_l |W_{l+1}[:,k]|² − |W_l[k,:]|² is constant
     (rescaling symmetry of a degree-p_l template; depth 2: p a_k² − |w_k|²)."""
     params, vel = _field_at_random_point(acts)

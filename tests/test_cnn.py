@@ -82,7 +82,7 @@ def color_images():
 
 @pytest.mark.parametrize("stride, bias", [(1, True), (2, False)])
 def test_patch_correlation_is_the_convolution_of_the_mean_weighted_image(
-    color_images, stride, bias
+    x64, color_images, stride, bias
 ):
     """Z[(c,a,b), j] = ⟨y x[c, r_j + a, q_j + b]⟩: convolve ⟨y x⟩ with the unit kernels."""
     x, y = color_images
@@ -133,7 +133,7 @@ def test_digit_datasets():
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_network_is_the_convolution(color_images, stride):
+def test_network_is_the_convolution(x64, color_images, stride):
     x, y = color_images
     p = cnn(x, y, channels=3, stride=stride, eps=0.3)
     w1, w2 = initial_params(p)
@@ -159,7 +159,7 @@ def _energy_by_conv(act, c, x, y, kernel, stride, shapes):
 
 
 @pytest.mark.parametrize("act, c", [("tanh(x)", 1.0), ("2*tanh(x)", 2.0), ("x*tanh(x)", 1.0)])
-def test_effective_field_is_the_gradient_of_the_leading_order_energy(color_images, act, c):
+def test_effective_field_is_the_gradient_of_the_leading_order_energy(x64, color_images, act, c):
     x, y = color_images
     p = cnn(x, y, channels=3, act=act, eps=0.5)
     theta = flatten(initial_params(p))
@@ -174,7 +174,7 @@ def test_effective_field_is_the_gradient_of_the_leading_order_energy(color_image
         np.testing.assert_allclose(model.field(theta), flatten((c * w2 @ z.T, c * w1 @ z)))
 
 
-def test_effective_field_is_the_limit_of_the_real_gradient(color_images):
+def test_effective_field_is_the_limit_of_the_real_gradient(x64, color_images):
     """−∇R(εθ̄) = ε F(θ̄) (1 + O(ε²)) for tanh: the relative gap falls 100× per decade of ε."""
     x, y = color_images
     p = cnn(x, y, channels=3, eps=1.0)

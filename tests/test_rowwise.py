@@ -60,7 +60,7 @@ def linear_rows(y0, t_end=1.0, rtol=1e-10, atol=1e-13):
     )
 
 
-def test_linear_system_matches_matrix_exponential():
+def test_linear_system_matches_matrix_exponential(x64):
     rng = np.random.default_rng(1)
     y0 = rng.standard_normal((5, 3))
     out = linear_rows(y0)
@@ -84,7 +84,7 @@ def quadratic_rows(y0, stop):
     )
 
 
-def test_steps_are_scipys_dop853():
+def test_steps_are_scipys_dop853(x64):
     y0 = np.array([0.5, 1.0, 2.0, 3.0])
     stop = 1e6
     out = quadratic_rows(y0, stop)
@@ -104,7 +104,7 @@ def test_steps_are_scipys_dop853():
         assert abs(tau - (1 / v - 1 / y_end)) <= 1e-8 / v
 
 
-def test_rows_do_not_interact():
+def test_rows_do_not_interact(x64):
     alone = quadratic_rows(np.array([0.7]), 1e4)
     together = quadratic_rows(np.array([0.7, 50.0, 1e-3]), 1e4)
     assert int(alone["steps"][0]) == int(together["steps"][0])
@@ -120,7 +120,7 @@ def test_rows_do_not_interact():
         ("leaves_domain", Result.STOPPED),
     ],
 )
-def test_status_codes(case, expected):
+def test_status_codes(x64, case, expected):
     y0 = jnp.array([[1.0], [-2.0]])
     kwargs = dict(rtol=1e-8, atol=1e-12, max_steps=10_000)
     done = lambda y, fy: y[:, 0] >= 1e3  # noqa: E731

@@ -3,7 +3,6 @@
 import math
 
 import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 
 from effdyn.api import derive_problem
@@ -137,7 +136,7 @@ def check_monotone(settings):
     size = shape[0] * shape[1]
 
     def first_layer(ts):
-        states = np.asarray(trajectory(model, theta0, jnp.asarray(ts)))
+        states = np.asarray(trajectory(model, theta0, np.asarray(ts)))
         return states[:, :size].reshape(len(ts), *shape)
 
     fine = np.linspace(0.0, settings["t_max"], settings["n_times"]) * t_star

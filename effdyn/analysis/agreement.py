@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
 
 from .._jax import in_float64
@@ -42,7 +41,7 @@ def gd_vs_effective(problem: Problem, lr: float, fractions) -> tuple[float, list
     theta0 = flatten(params0)
     t_star = float(solve_one(model, theta0).t_star)
     steps = [round(f * t_star / lr) for f in fractions]
-    eff = np.asarray(trajectory(model, theta0, jnp.asarray([s * lr for s in steps])))
+    eff = np.asarray(trajectory(model, theta0, np.asarray([s * lr for s in steps])))
     rows = []
     for k, theta_eff in zip(steps, eff, strict=True):
         full = np.asarray(flatten(train(problem, steps=k, lr=lr, n_snapshots=2).params))

@@ -8,31 +8,46 @@ Derivation`, the leading-order model: its output ``f_q``, its energy
 evaluated with the forward/backward recursion over the layer templates (derived once, then
 applied to whole arrays: never expanded per data point or per neuron).
 
-Parameters are a tuple ``(W1, …, WL)`` of float64 arrays; data enter as ``args = (x̃, y)``
-with ``x̃`` of shape ``(n, d+1)`` (bias column last) and ``y`` of shape ``(n, d_out)``.
+Parameters are a tuple ``(W1, …, WL)`` of arrays; data enter as ``args = (x̃, y)`` with
+``x̃`` of shape ``(n, d+1)`` (bias column last) and ``y`` of shape ``(n, d_out)``.
+
+Precision (docs/precision.md). Every function this module hands back — the elementwise
+functions of :func:`sympy_to_jax` and :func:`activation_function`, the methods of
+:class:`LeadingOrder` and the compiled field of :func:`jax_field` — computes in float64
+whatever the user's ``jax_enable_x64`` when it is called on concrete values (NumPy arrays,
+Python floats, JAX arrays of any float dtype): it enters the scoped ``jax.enable_x64(True)``,
+casts them to float64 and returns float64 JAX arrays. Outside the context JAX computes on
+those in the user's setting (float32 by default): take ``numpy.asarray`` of them first.
+Called while JAX traces (inside a ``jit``, ``grad``, ``vmap``, a diffrax solve), it is plain
+JAX code and follows the trace: float64 in effdyn's own solvers, which trace inside the
+context, and in a user's ``jax.enable_x64(True)`` block; float32 in a user's float32 trace.
+It never puts float64 values into a float32 trace: JAX transforms such a trace later,
+outside the context, and its float32 constants then meet the float64 values (a ``lax.mul``
+dtype error under ``grad``). Nothing is built at import: the tables below hold functions.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
+import numpy as np
 import sympy as sp
 
-from .._jax import enable_x64
+from .._jax import float64
 from ..errors import EffdynError
 from .activation import Activation, S
 from .derivation import Derivation
 from .parse import X
 
-enable_x64()
-
 Params = tuple[jax.Array, ...]
 ScalarFn = Callable[[jax.Array], jax.Array]
+F = TypeVar("F", bound=Callable)
 
 _UNARY: dict[type, ScalarFn] = {
     sp.sin: jnp.sin,
@@ -71,7 +86,35 @@ def sympy_to_jax(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
     0.7615...
     """
     fn = _translate(sp.sympify(expr), var)
-    return lambda s: fn(s) * jnp.ones_like(s)
+    return _float64_call(lambda s: fn(s) * jnp.ones_like(s))
+
+
+def _as_float64(tree):
+    """``tree`` with float64 leaves: arrays of another dtype cast, Python numbers as floats
+    (call inside ``float64()``, where a Python float is a float64 scalar)."""
+
+    def cast(a):
+        if isinstance(a, bool | int | float):
+            return float(a)
+        if isinstance(a, np.ndarray | np.generic | jax.Array) and a.dtype != np.float64:
+            return jnp.asarray(a, dtype=jnp.float64)
+        return a
+
+    return jax.tree.map(cast, tree)
+
+
+def _float64_call(fn: F) -> F:
+    """``fn`` in float64 on concrete inputs, and as it is while JAX traces (module docstring)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((args, kwargs))):
+            return fn(*args, **kwargs)
+        with float64():
+            args, kwargs = _as_float64((args, kwargs))
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _translate(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
@@ -107,15 +150,17 @@ def _translate(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
 
 
 def activation_function(act: Activation) -> ScalarFn:
-    """The real activation ``σ`` as an elementwise JAX function."""
-    return _STABLE.get(act.source) or sympy_to_jax(act.expr, X)
+    """The real activation ``σ`` as an elementwise JAX function (float64: module docstring)."""
+    stable = _STABLE.get(act.source)
+    return sympy_to_jax(act.expr, X) if stable is None else _float64_call(stable)
 
 
 class LeadingOrder(eqx.Module):
     """The leading-order model of a derivation, evaluated on arrays.
 
     Calling it, ``lo(t, θ, (x̃, y))``, returns the effective field ``∇E(θ)`` with the
-    signature diffrax expects of an ODE term.
+    signature diffrax expects of an ODE term. :meth:`output`, :meth:`energy` and the call
+    compute in float64 (module docstring).
     """
 
     templates: tuple[ScalarFn, ...] = eqx.field(static=True)
@@ -131,14 +176,17 @@ class LeadingOrder(eqx.Module):
             h = acts[-1] @ params[layer].T
         return h, hs, acts
 
+    @_float64_call
     def output(self, params: Params, xt: jax.Array) -> jax.Array:
         """``f_q(x̃_i; θ)`` for every sample: shape ``(n, d_out)``."""
         return self._forward(params, xt)[0]
 
+    @_float64_call
     def energy(self, params: Params, xt: jax.Array, y: jax.Array) -> jax.Array:
         """``E(θ) = (1/n) Σ_i y_i · f_q(x̃_i; θ)``."""
         return jnp.sum(y * self.output(params, xt)) / xt.shape[0]
 
+    @_float64_call
     def __call__(self, t, params: Params, args) -> Params:
         """``θ' = ∇E(θ)`` by the backward recursion ``g_l = φ_l'(h_l) ⊙ (W_{l+1}ᵀ g_{l+1})``."""
         del t
@@ -164,5 +212,20 @@ def leading_order(derivation: Derivation) -> LeadingOrder:
 
 
 def jax_field(derivation: Derivation) -> Callable:
-    """The effective field as a jit-compiled ``f(t, θ, (x̃, y))``."""
-    return jax.jit(leading_order(derivation))
+    """The effective field as a jit-compiled ``f(t, θ, (x̃, y))``, in float64.
+
+    Called on concrete values, ``f`` enters ``jax.enable_x64(True)`` and casts ``t``, ``θ``
+    and ``(x̃, y)`` to float64 before it calls the compiled field, so it returns a tuple of
+    float64 JAX arrays whether the caller runs with ``jax_enable_x64`` off (the default) or
+    on, and whether the inputs are NumPy arrays, Python floats or float32 JAX arrays (those
+    are widened: their float32 rounding stays). JAX keys its jit cache on the x64 flag as
+    well as on the input shapes and dtypes: a bare ``jax.jit`` traced inside the context is
+    traced again when called outside it, and there it first rounds NumPy float64 inputs to
+    float32. ``f`` compiles only inside the context and only for float64 inputs (measured:
+    one cache entry for NumPy inputs, one for JAX arrays, float32 ones included, per set of
+    shapes; repeated calls and calls from the caller's own ``jax.enable_x64(True)`` block
+    reuse them). The check and the casts cost about 25 µs per call.
+    Inside a trace of the caller's (``jit``, ``grad``, a diffrax solve) ``f`` follows that
+    trace's dtypes (module docstring).
+    """
+    return _float64_call(jax.jit(leading_order(derivation)))
