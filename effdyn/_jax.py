@@ -48,7 +48,3 @@ def in_float64(fn: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
-
-def enable_x64() -> None:
-    """Transitional: switches float64 on globally. Being removed (see the module doc)."""
-    jax.config.update("jax_enable_x64", True)
