@@ -8,7 +8,7 @@ W3 1 × m) on the built-in ``zhou2022-fig2`` data (d = 5), entries N(0, ε²) wi
   call on one chunk (the same chunk shape, so the timed run compiles nothing) is timed
   separately; the compile time is the warm-up minus a second, compiled, run of that chunk.
 - scipy: ``solve_ivp(method="DOP853", rtol=1e-8, atol=1e-12)``, one trajectory at a time, on
-  the same rescaled-time system (THEORY.md §3.2), state ``(u, log r, t)``:
+  the same rescaled-time system (docs/theory/blowup.md#rescaled-time), state ``(u, log r, t)``:
   ``du/dτ = F(u) − (u·F(u))u``, ``d log r/dτ = u·F(u)``, ``dt/dτ = exp(−(k−1) log r)``,
   terminal event at effdyn's stopping rule (grown by ``(k−1)(log r − log r₀) = 36`` with the
   direction settled, ``|du/dτ| ≤ max(1e-10, 10·rtol)·|u·F(u)|``, or by 300), then the tail

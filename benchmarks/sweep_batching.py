@@ -1,6 +1,7 @@
 """Sweep points per second: the local executor's vmapped batches vs one point at a time.
 
-The setting: the two-layer ReLU phase diagram (THEORY.md §4.1) on the ``zhou2022-fig5`` data
+The setting: the two-layer ReLU phase diagram (docs/theory/phase-diagrams.md#two-layer) on the
+``zhou2022-fig5`` data
 (d = 1 with a bias column, n = 40), ``--points`` points (default 32) of ONE width (``--width``,
 default 100) — ``--points / 4`` values of γ in [0.5, 1.75] at γ' = 0, four seeds each — trained
 for a fixed number of full-batch GD steps (``--steps``, default 2000; ``tol = 0`` so no point

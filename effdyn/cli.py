@@ -307,7 +307,7 @@ def _print_cards(payload: dict) -> None:
         table.add_row(
             c["id"],
             c["claim"],
-            f"seed {c['seed']}",
+            c["citation"],
             str(c["measured"]),
             f"{c['expected']} ± {c['tolerance']}",
             verdict,
@@ -328,7 +328,7 @@ def reproduce(
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Reproduce the seed papers' claims: every card and the comparisons, as OUT/report.md."""
+    """Reproduce the papers' claims: every card and the comparisons, as OUT/report.md."""
     from .cards import load_cards, select
     from .report import reproduce as run_reproduce
 

@@ -1,7 +1,7 @@
 """``effdyn compare``: the prediction next to what gradient descent really does.
 
 Both sides start from the same weights (:func:`~effdyn.problem.initial_params`). Measured,
-with the definitions of THEORY.md §5:
+with the definitions of docs/theory/measuring.md#condensation-metrics:
 
 - ``t_escape``: the first ``t = k·lr`` at which the training loss is 10% below its start —
   the rule ``predict`` applies to the leading-order loss, so the ratio compares like with
@@ -11,7 +11,8 @@ with the definitions of THEORY.md §5:
   :data:`INITIAL_STAGE_PREACTIVATION` (``σ(s) ≈ c_p s^p`` no longer holds: for tanh,
   ``tanh(0.3)/0.3 = 0.97``), or the loss has dropped by :data:`INITIAL_STAGE_LOSS_DROP`
   (the residual is no longer ``≈ −y``). Condensation is a statement about this stage
-  (THEORY.md §7: a few percent of ``T*`` later the first neuron has already turned away), so
+  (docs/theory/experiments.md#what-to-expect: a few percent of ``T*`` later the first neuron has
+  already turned away), so
   directions are measured there, and again at the end of training.
 - at each of those times: the grown neurons (norm ≥ 10% of the largest and ≥ 2× their
   initial norm), their alignment with the predicted directions (``max_j |cos|``), and the
@@ -19,7 +20,8 @@ with the definitions of THEORY.md §5:
 - for two-layer networks, the first neuron to grow (largest growth ratio at the initial
   stage) against the predicted one (smallest per-neuron ``T*``).
 
-For a two-layer CNN (THEORY.md §3.3) ``measured["kernels"]`` holds every kernel's alignment
+For a two-layer CNN (docs/theory/cnn.md#effective-dynamics) ``measured["kernels"]`` holds every
+kernel's alignment
 with the predicted ``±u₁`` at the measured escape step (median/min ``|cos|``, the median
 misalignment ``sin∠(W_β, u₁)``, whether each kernel took its predicted orientation), and
 ``ratios["misalignment_over_predicted"]`` compares it with ``predicted["misalignment"]``;

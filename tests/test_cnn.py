@@ -1,4 +1,5 @@
-"""Two-layer CNN: kernel condensation (issue 7; Zhou et al. 2023, seed 004; THEORY.md §3.3).
+"""Two-layer CNN: kernel condensation (Zhou et al. 2023, arXiv 2305.09947;
+docs/theory/cnn.md#effective-dynamics).
 
 Every quantity is checked against an independent computation: the patch correlation Z and
 the network against ``jax.lax.conv_general_dilated`` (a cross-correlation, like im2col),
@@ -282,7 +283,7 @@ def test_predict_is_deterministic(digits_small):
 
 
 def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small, tmp_path, capsys):
-    """Issue 7's criteria on real GD, through ``effdyn compare``: median |cos(W_β, ±u₁)| ≥ 0.95
+    """The card's criteria on real GD, through ``effdyn compare``: median |cos(W_β, ±u₁)| ≥ 0.95
     at the measured escape, and measured escape / predicted t_escape in [0.9, 1.1]
     (measured 1.03: GD at lr·s₁ = 0.04 and the O(s²) tanh correction shift it by a few %).
     Each kernel takes its predicted orientation, and its misalignment is the exact linear
@@ -316,7 +317,8 @@ def test_compare_gd_kernels_condense_on_u1_at_the_predicted_escape(digits_small,
 
 def test_predicted_misalignment_rate_on_the_effective_solution():
     """At ε → 0 the misalignment of the exact linear solution at t_escape falls like
-    ε^{1 − s₂/s₁} (THEORY.md §3.3): the local slope between ε = 1e-12 and 1e-16 (where the
+    ε^{1 − s₂/s₁} (docs/theory/cnn.md#misalignment): the local slope between ε = 1e-12 and 1e-16
+    (where the
     s₃ mode, ε^{1 − s₃/s₁}, is negligible) is within 3% of 1 − s₂/s₁."""
     x, y = load_dataset("digits-0")
     base = cnn(x[:500], y[:500], channels=16, eps=1.0)
@@ -423,7 +425,7 @@ def test_non_smooth_activation_is_refused_by_predict(color_images):
 
 
 # ---------------------------------------------------------------------------------------------
-# Slow: the misalignment rate of real GD over six ε (issue 7)
+# Slow: the misalignment rate of real GD over six ε
 
 
 @pytest.mark.slow

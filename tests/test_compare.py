@@ -1,4 +1,5 @@
-"""Theory against real training (issue: ``effdyn compare``; THEORY.md §5–§7).
+"""Theory against real training (issue: ``effdyn compare``; docs/theory/measuring.md,
+docs/theory/experiments.md).
 
 Each comparison runs once per module (fixtures) and several tests read it. Tolerances:
 

@@ -67,7 +67,8 @@ def test_parametrization_recovers_kappas():
         gamma, gamma_prime = rng.uniform(-1, 3), rng.uniform(-2, 2)
         m = int(rng.integers(2, 100_000))
         alpha, beta1, beta2 = two_layer.scales(gamma, gamma_prime, m)
-        kappa, kappa_prime = beta1 * beta2 / alpha, beta1 / beta2  # by hand (THEORY.md §4.1)
+        # by hand (docs/theory/phase-diagrams.md#two-layer)
+        kappa, kappa_prime = beta1 * beta2 / alpha, beta1 / beta2
         assert -math.log(kappa) / math.log(m) == pytest.approx(gamma, abs=1e-10)
         assert -math.log(kappa_prime) / math.log(m) == pytest.approx(gamma_prime, abs=1e-10)
         assert alpha == 1.0

@@ -1,6 +1,8 @@
-"""`predict`: closed forms of THEORY.md §3.1–3.2, condensed directions, and failure values.
+"""`predict`: closed forms of docs/theory/effective-dynamics.md#closed-forms, condensed directions,
+and failure values.
 
-Expected numbers come from the closed forms (derived in THEORY.md) or from independent
+Expected numbers come from the closed forms (derived in
+docs/theory/effective-dynamics.md#closed-forms) or from independent
 computations in this file (numpy eigen/singular vectors, a dense grid on the circle).
 """
 

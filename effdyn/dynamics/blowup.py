@@ -1,4 +1,5 @@
-"""Finite-time blow-up of a homogeneous field by rescaled time (THEORY.md §3.2).
+"""Finite-time blow-up of a homogeneous field by rescaled time
+(docs/theory/blowup.md#rescaled-time).
 
 ``θ' = F(θ)`` with ``F`` homogeneous of degree ``k``. Writing ``θ = r u`` (``|u| = 1``) and
 ``dτ = r^{k−1} dt``:
@@ -14,7 +15,8 @@ system has ``τ = t``: ``u`` tends to the top eigenvector and ``u·F(u)`` to the
 The predicted escape time is found on the way: the first time the leading-order loss
 ``R_q(θ(t))`` is ``(1 − escape_fraction)·R_q(θ₀)`` (an event with Newton root finding).
 
-:func:`threshold_blowup_time` is the cross-check of §3.2: integrate in ``t`` until
+:func:`threshold_blowup_time` is the cross-check of docs/theory/blowup.md#threshold-estimator:
+integrate in ``t`` until
 ``|θ| = R``; its error is ``O(R^{−(k−1)})``.
 """
 

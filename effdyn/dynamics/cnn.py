@@ -1,4 +1,5 @@
-"""Effective dynamics of a two-layer CNN at small initialization (THEORY.md §3.3).
+"""Effective dynamics of a two-layer CNN at small initialization
+(docs/theory/cnn.md#effective-dynamics).
 
 Network (``kind = "cnn"``, :mod:`effdyn.symbolic.cnn`): ``f(x) = ⟨W2, σ(W1 P(x̃)ᵀ)⟩_F`` with
 the flattened kernels ``W1`` (channels × D, ``D = C_in·k·k [+1]``), the read-out weights
@@ -21,13 +22,15 @@ Every kernel grows along ``±u₁`` (top left singular vector of ``Z``) at rate 
 orientation is ``sign(u₁·W_β(0) + sign(c_1) v₁·a_β(0))``. The component along ``u₂`` grows at
 ``|c_1| s₂``, so relative to ``u₁`` it decays like ``e^{−|c_1|(s₁−s₂)t}``. Escape needs
 ``|W1||W2| ~ e^{2|c_1|s₁t} ε² = O(1)``, i.e. ``e^{|c_1|s₁t} ~ 1/ε``, hence the residual
-misalignment at escape ``sin∠(W_β, u₁) ~ ε^{1 − s₂/s₁}`` (THEORY.md §3.3, derived there):
+misalignment at escape ``sin∠(W_β, u₁) ~ ε^{1 − s₂/s₁}`` (docs/theory/cnn.md#misalignment, derived
+there):
 sharp condensation needs a small ε AND a gap ``s₁ > s₂``. Further modes add
 ``ε^{1 − s_k/s₁}`` (k ≥ 3) and the non-growing part ``~ ε``, so the asymptotic slope is
 approached from above.
 
 **p ≥ 2.** The same energy, with the field by ``jax.grad``; channels decouple (each
-``(W_β, a_β)`` sees only its own terms), so like the two-layer network of §3.1 every
+``(W_β, a_β)`` sees only its own terms), so like the two-layer network of
+docs/theory/effective-dynamics.md#two-layer every
 channel has its own blow-up time, solved as an ensemble. (The model also evaluates a
 non-smooth leading part, but :func:`predict_cnn` refuses one: its field has a kink for every
 image, position and kernel, and the adaptive solver crawls.)
@@ -222,7 +225,7 @@ def cnn_effective_model(
 def predict_cnn(
     problem: Problem, opts: SolverOptions | None = None, *, progress: bool = False
 ) -> dict:
-    """``effdyn predict`` for a two-layer CNN problem (THEORY.md §3.3).
+    """``effdyn predict`` for a two-layer CNN problem (docs/theory/cnn.md#effective-dynamics).
 
     The contract's keys (``kind``, ``t_star``, ``growth_rate``, ``t_escape``,
     ``directions``, ``n_orientations``, ``result``, …) from one solve of the effective

@@ -1,4 +1,5 @@
-"""Critical orientations of a two-layer network's neurons (THEORY.md §3.1).
+"""Critical orientations of a two-layer network's neurons
+(docs/theory/effective-dynamics.md#two-layer).
 
 With multiplicity ``p`` and leading coefficient ``c_p`` the neurons of a two-layer network
 decouple at leading order:

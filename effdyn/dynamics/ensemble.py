@@ -1,7 +1,8 @@
 """Many initial conditions at once: blow-up times and directions for a whole ensemble.
 
 Each chunk of trajectories is integrated by :func:`~effdyn.dynamics.rowwise.integrate_rows`:
-the chunk's rescaled states ``(u_i, log r_i, t_i)`` (THEORY.md §3.2) advance together through
+the chunk's rescaled states ``(u_i, log r_i, t_i)`` (docs/theory/blowup.md#rescaled-time) advance
+together through
 the stages of a Dormand–Prince 8(5,3) step on contiguous ``(chunk, P)`` arrays, but every
 trajectory has its own step size and accept/reject decision.
 
@@ -70,7 +71,7 @@ def _solve_chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions):
     horizon = jnp.minimum(horizon * jnp.ones_like(log_r0), 1e300)
 
     def vf(y):
-        """Rescaled system (THEORY.md §3.2) on rows ``(u, log r, t)``.
+        """Rescaled system (docs/theory/blowup.md#rescaled-time) on rows ``(u, log r, t)``.
 
         ``u`` is not renormalized in a separate pass: with ``s = 1/|u|`` and ``F``
         homogeneous of degree ``k``, ``F(su) = s^k F(u)`` and ``g = s^{k+1} u·F(u)``, so

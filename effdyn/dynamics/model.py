@@ -7,7 +7,8 @@ pytree ``(W1, …, WL)`` layout (``unravel``) and evaluates
 
 where ``R_q`` is the loss of the leading-order model (used for the predicted escape time).
 
-When every layer template is linear (``c_l s``: tanh-like activations, THEORY.md §3.2) the
+When every layer template is linear (``c_l s``: tanh-like activations,
+docs/theory/effective-dynamics.md#depth-three-and-deeper) the
 model only depends on the data through the moments ``Z = ⟨y x̃ᵀ⟩``, ``Σ = ⟨x̃ x̃ᵀ⟩`` and
 ``⟨|y|²⟩``; :class:`EffectiveModel` then skips the pass over the data:
 

@@ -1,7 +1,7 @@
 """``effdyn predict``: what training from a problem's small initialization will do.
 
 From the derived field and the problem's own initial weights (the same draw ``train`` starts
-from) this solves the effective dynamics and reports (ARCHITECTURE.md, "Commands"):
+from) this solves the effective dynamics and reports (docs/commands.md#predict):
 
 - ``kind``: ``"blowup"`` (field degree ``k ≥ 2``) or ``"exponential"`` (``k = 1``);
 - ``t_star``: the first blow-up time (gradient-flow time), rescaled-time method with tail;
@@ -12,7 +12,8 @@ from) this solves the effective dynamics and reports (ARCHITECTURE.md, "Commands
 - ``directions``: per layer, the predicted condensed unit vectors (rows of each weight
   matrix, clustered into orientations), and ``n_orientations`` for the first layer. For
   two-layer networks with a closed form (p = 1; p = 2; 1-d input with bias) the first-layer
-  directions are the stable critical orientations of ``F`` on the sphere (THEORY.md §3.1).
+  directions are the stable critical orientations of ``F`` on the sphere
+  (docs/theory/effective-dynamics.md#two-layer).
 - two-layer networks also get per-neuron ``t_star`` (neurons decouple; the network's
   ``T*`` is the minimum) and the index of the first neuron to blow up.
 """
@@ -54,7 +55,8 @@ def _num(value) -> float | None:
 def contract_keys(
     deriv: Derivation, traj, opts: SolverOptions, scales, z_norm: float, warnings: list[str]
 ) -> dict:
-    """The contract's keys of ``effdyn predict`` (ARCHITECTURE.md) from one solve ``traj``."""
+    """The contract's keys of ``effdyn predict`` (docs/commands.md#predict) from one solve
+    ``traj``."""
     code = Result(int(traj.result))
     return {
         "kind": "blowup" if deriv.field_degree >= 2 else "exponential",
@@ -82,7 +84,7 @@ def predict(problem: Problem, opts: SolverOptions | None = None, *, progress: bo
     """Solve the effective dynamics of ``problem`` from its initialization (see module doc).
 
     A two-layer CNN (``kind = "cnn"``) goes to :func:`~effdyn.dynamics.cnn.predict_cnn`
-    (the same keys, plus ``u1``, ``gap``, ``misalignment``; THEORY.md §3.3).
+    (the same keys, plus ``u1``, ``gap``, ``misalignment``; docs/theory/cnn.md#misalignment).
     """
     if problem.model.kind == "cnn":
         from .cnn import predict_cnn
@@ -100,7 +102,8 @@ def predict(problem: Problem, opts: SolverOptions | None = None, *, progress: bo
         deriv, traj, opts, problem.init.scales, float(np.linalg.norm(z)), _warnings(deriv)
     )
     if deriv.field_degree == 1 and deriv.depth == 2 and deriv.smooth:
-        # Two-layer p = 1: each neuron's block is c_1 [[0, Z], [Zᵀ, 0]] (THEORY.md §3.1).
+        # Two-layer p = 1: each neuron's block is c_1 [[0, Z], [Zᵀ, 0]]
+        # (docs/theory/effective-dynamics.md#two-layer).
         out["growth_rate"] = abs(float(deriv.activations[0].coefficient)) * float(
             np.linalg.svd(z, compute_uv=False)[0]
         )
@@ -129,7 +132,8 @@ def _warnings(deriv: Derivation) -> list[str]:
     for term in deriv.drift:
         notes.append(
             f"σ{term.layer}(0) = {term.sigma0} ≠ 0 adds a degree-{term.degree} drift that "
-            "dominates early; the prediction covers the centred part (THEORY.md §2)"
+            "dominates early; the prediction covers the centred part "
+            "(docs/theory/multiplicity.md#drift)"
         )
     if not deriv.smooth:
         notes.append("non-smooth activation: the leading-order field is piecewise")

@@ -1,4 +1,4 @@
-"""Phase diagrams of the dynamical regimes at small initialization (THEORY.md §4).
+"""Phase diagrams of the dynamical regimes at small initialization (docs/theory/phase-diagrams.md).
 
 The sweep engine (:mod:`effdyn.sweeps`) calls these five functions; points and results are
 plain dicts.

@@ -1,6 +1,7 @@
 """Measuring a dynamical regime: batched training to a loss tolerance, RD, slopes, boundaries.
 
-The order parameter (Luo et al. 2021; THEORY.md §4) of a layer's weights ``W`` is the relative
+The order parameter (Luo et al. 2021; docs/theory/phase-diagrams.md#order-parameter) of a layer's
+weights ``W`` is the relative
 distance travelled during training,
 
     RD(W) = |W(t_end) − W(0)|_F / |W(0)|_F,

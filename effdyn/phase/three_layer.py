@@ -1,4 +1,5 @@
-"""The three-layer phase diagram's parametrization (Zhou et al. 2022; THEORY.md §4.2).
+"""The three-layer phase diagram's parametrization (Zhou et al. 2022;
+docs/theory/phase-diagrams.md#three-layer).
 
 The network has two hidden layers of the same width ``m``:
 

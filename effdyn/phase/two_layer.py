@@ -1,4 +1,5 @@
-"""The two-layer phase diagram's parametrization (Luo et al. 2021 JMLR; THEORY.md §4.1).
+"""The two-layer phase diagram's parametrization (Luo et al. 2021 JMLR;
+docs/theory/phase-diagrams.md#two-layer).
 
 The network is
 

@@ -1,11 +1,12 @@
 """Sweep files: a problem file plus a ``[sweep]`` table, validated into a :class:`SweepSpec`.
 
 A sweep runs one problem (``[model]``, ``[data]``, ``[init]``, optional ``[train]``) over a
-grid of initialization scalings (THEORY.md §4) and network widths and seeds::
+grid of initialization scalings (docs/theory/phase-diagrams.md) and network widths and seeds::
 
     [sweep]
     kind = "two_layer"          # or "three_layer"
-    gamma = [0.5, 1.0, 1.75]    # two_layer: gamma and gamma_prime (THEORY.md §4.1)
+    gamma = [0.5, 1.0, 1.75]    # two_layer: gamma and gamma_prime
+    (docs/theory/phase-diagrams.md#two-layer)
     gamma_prime = [0.0]
     widths = [100, 400, 1600]   # hidden width m (the sweep's widths replace [model] width)
     seeds = [0, 1]
@@ -18,7 +19,8 @@ apply). Two optional numbers tune the training of every point (:mod:`effdyn.phas
 
 The problem's ``[train]`` table may be left out (the science module's defaults then apply);
 when given, its ``lr`` fixes every point's step size (replacing the rule), its ``steps`` caps
-the steps (``max_steps``), and ``optimizer`` must be ``"gd"`` (THEORY.md §4: full-batch GD).
+the steps (``max_steps``), and ``optimizer`` must be ``"gd"`` (docs/theory/phase-diagrams.md:
+full-batch GD).
 
 The points are the Cartesian product of the lists, in the order
 ``(exponents..., width, seed)``; each is a plain dict such as
@@ -337,7 +339,8 @@ def train_options(problem, spec: SweepSpec) -> dict | None:
     if train.get("optimizer", "gd") != "gd":
         raise EffdynError(
             f"{problem.source}: [train] optimizer must be 'gd' for a phase diagram "
-            f"(full-batch gradient descent, THEORY.md §4), got {train['optimizer']!r}"
+            f"(full-batch gradient descent, docs/theory/phase-diagrams.md), got "
+            f"{train['optimizer']!r}"
         )
     options: dict[str, Any] = {}
     if "lr" in train:

@@ -1,5 +1,5 @@
-"""Leading-order effective dynamics of a two-layer CNN (Zhou et al. 2023, seed ``004``;
-THEORY.md §3.3).
+"""Leading-order effective dynamics of a two-layer CNN (Zhou et al. 2023, arXiv 2305.09947;
+docs/theory/cnn.md#effective-dynamics).
 
 The network (``kind = "cnn"``): one convolution with ``C`` kernels, stride ``s``, no padding,
 activation ``σ``, then a linear read-out of every channel's map,
@@ -13,7 +13,8 @@ pre-activations ``H(x̃) = W1 P(x̃)ᵀ`` (channels × positions),
 
     f(x) = ⟨W2, σ(W1 P(x̃)ᵀ)⟩_F.
 
-This is the depth-2 network of THEORY.md §3.1 with the first layer shared over positions and
+This is the depth-2 network of docs/theory/effective-dynamics.md#two-layer with the first layer
+shared over positions and
 one read-out weight per position, so the activation analysis, the degree ``q = 1 + p`` and the
 field degree ``k = p`` are those of depth 2; only the energy and the equations change.
 Replacing ``σ`` by ``σ(0) + φ(s)``, ``φ(s) = c_p s^p``:

@@ -3,7 +3,7 @@ loss, the GD/Adam loop, files.
 
 :func:`train` runs full-batch gradient descent (or Adam) from the problem's own initial
 weights and returns a :class:`TrainRun`; :func:`save_run`/:func:`load_run` write and read
-``DIR/train.npz`` and ``DIR/result.json`` (ARCHITECTURE.md, ``effdyn train``).
+``DIR/train.npz`` and ``DIR/result.json`` (docs/commands.md#train).
 """
 
 from .io import load_run, save_run, summary_of

@@ -1,6 +1,6 @@
 """Writing and reading a training run: ``DIR/train.npz`` and ``DIR/result.json``.
 
-``train.npz`` holds the arrays (ARCHITECTURE.md, ``effdyn train``): ``t``, ``loss``, the
+``train.npz`` holds the arrays (docs/commands.md#train): ``t``, ``loss``, the
 final ``W1 … WL``, ``snapshot_steps``, ``snapshot_t = snapshot_steps · lr`` and, per layer,
 ``snapshots_W1 …`` of shape ``(S, *W_l.shape)``. ``result.json`` holds the summary:
 ``result``, ``message``, ``optimizer``, ``lr``, ``steps`` (run), ``steps_requested``,

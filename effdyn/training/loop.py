@@ -1,6 +1,7 @@
 """Training the real network: full-batch gradient descent or Adam, compiled in chunks.
 
-Gradient descent with step ``lr`` on ``R(θ) = (1/2n) Σ_i |f(x_i) − y_i|²`` (THEORY.md §1),
+Gradient descent with step ``lr`` on ``R(θ) = (1/2n) Σ_i |f(x_i) − y_i|²``
+(docs/theory/conventions.md),
 
     θ_{k+1} = θ_k − lr ∇R(θ_k),
 
@@ -18,7 +19,7 @@ log-spaced snapshot steps, written inside the scan into a preallocated buffer th
 to stop after a non-finite loss, to stop early once the loss has dropped (``stop_below``), and
 to update the progress bar.
 
-A non-finite loss is a result, not an exception (STYLE.md, "Failure is a value"): the step
+A non-finite loss is a result, not an exception (docs/results.md): the step
 that produced it does not update ``θ``, the run ends after that chunk, and the arrays end at
 that step with ``result = "nonfinite"`` and a message naming the likely cause.
 
@@ -264,7 +265,8 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
             params, opt_state, slot, buffers = state
             k = start + j
             loss, grads = value_and_grad(params, xt, y)
-            # The largest first-layer pre-activation |w_k·x̃_i| (THEORY.md §5): the
+            # The largest first-layer pre-activation |w_k·x̃_i|
+            # (docs/theory/measuring.md#initial-stage): the
             # leading-order expansion of σ holds while it is small.
             pre = _partial_max(jnp.abs(xt @ params[0].T))
             # Snapshot θ_k if k is the next scheduled step: every step writes θ_k into the

@@ -1,4 +1,5 @@
-"""The real networks and their loss, as pure JAX functions (THEORY.md §1, §3.3).
+"""The real networks and their loss, as pure JAX functions (docs/theory/conventions.md,
+docs/theory/cnn.md#effective-dynamics).
 
 Fully connected: with parameters ``θ = (W1, …, WL)`` and inputs ``x̃`` (bias column LAST
 when ``bias``), the network is
@@ -99,7 +100,8 @@ def network(problem_or_activations: Problem | Sequence[str | Activation] | str) 
                     f"patches (n, positions, D) are the input of a two-layer CNN; this "
                     f"network has depth {depth}"
                 )
-            # h[i, j, β] = P_j(x̃_i)·W1[β]: the kernel at every position (THEORY.md §3.3).
+            # h[i, j, β] = P_j(x̃_i)·W1[β]: the kernel at every position
+            # (docs/theory/cnn.md#effective-dynamics).
             h = sigmas[0](xt @ params[0].T)
             return jnp.einsum("ijb,bj->i", h, params[1])[:, None]
         a = xt
