@@ -119,7 +119,7 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
         "activations": rows,
         "references": [
             {"arxiv": p.arxiv, "citation": p.cite(), "reference": p.reference()}
-            for p in _references(results)
+            for p in references(results)
         ],
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -128,7 +128,7 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
     return summary
 
 
-def _references(results: list[CardResult]) -> list[Paper]:
+def references(results: list[CardResult]) -> list[Paper]:
     """Every paper the report cites: the cards' papers (in card order), then the rest."""
     ids = [a for r in results for a in (r.card.paper, *r.card.also)] + [MULTIPLICITY_PAPER]
     return [PAPERS[a] for a in dict.fromkeys(ids)]
@@ -260,6 +260,6 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
         ]
         lines.append("")
     lines += ["## References", ""]
-    lines += [f"- {paper.reference()}" for paper in _references(results)]
+    lines += [f"- {paper.reference()}" for paper in references(results)]
     lines.append("")
     return "\n".join(lines)

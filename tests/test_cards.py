@@ -92,3 +92,19 @@ def test_unknown_card_is_bad_input():
         from effdyn.cards import select
 
         select(load_cards(), ["nope"])
+
+
+def test_the_report_lists_every_cards_paper_with_authors_year_and_arxiv_id():
+    from effdyn.cards import CardResult
+    from effdyn.report import references
+
+    cards = list(load_cards().values())
+    results = [CardResult(c, Outcome(None, True, ""), 0.0) for c in cards]
+    listed = references(results)
+    assert len({p.arxiv for p in listed}) == len(listed)
+    for card in cards:
+        for arxiv in (card.paper, *card.also):
+            (paper,) = [p for p in listed if p.arxiv == arxiv]
+            line = paper.reference()
+            assert f"arXiv {arxiv}" in line and f"({paper.year})" in line
+            assert paper.authors[0] in line
