@@ -300,7 +300,8 @@ def _print_cards(payload: dict) -> None:
     table = Table(title="effdyn verify", show_lines=True)
     table.add_column("card", no_wrap=True)
     table.add_column("claim", ratio=4, overflow="fold")
-    for col in ("source", "measured", "expected", ""):
+    table.add_column("source", ratio=1, overflow="fold")
+    for col in ("measured", "expected", ""):
         table.add_column(col, no_wrap=True)
     for c in payload["cards"]:
         verdict = "[green]PASS[/green]" if c["passed"] else "[red]FAIL[/red]"
