@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-CITING = ["effdyn", "theory", "tests", "benchmarks", "examples", "README.md"]
+CITING = ["effdyn", "theory", "tests", "benchmarks", "examples", "docs", "README.md"]
 SUFFIXES = {".py", ".md", ".toml", ".txt"}
 
 # Anchors other code cites (docs/extending.md and the module docstrings use them).
