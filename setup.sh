@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up effdyn in a virtual environment `.venv` at the checkout's root.
+# Set up effdyn (with its test and documentation tools) in a virtual environment `.venv` at the
+# checkout's root.
 # Needs only python3 (>= 3.11). Run it again at will: it reuses .venv and reinstalls only
 # when pyproject.toml has changed since the last install.
 set -euo pipefail
@@ -16,6 +17,6 @@ want=$(.venv/bin/python -c 'import hashlib,sys; print(hashlib.sha256(open("pypro
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/effdyn ]; then
   echo "effdyn setup: installing effdyn and its dependencies into .venv (a few minutes once)" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,docs]"
   echo "$want" > "$stamp"
 fi

@@ -4,7 +4,8 @@ The issue's target: in the Fig. 2 setting, effdyn ≥ 20× the GD steps per seco
 idiomatic PyTorch loop (CPU, one thread) when PyTorch is installed; and many seeds at once
 (``jax.vmap``) on a GPU where one is lent.
 
-The setting (``examples/fig2_tanh.toml``, THEORY.md §1, §6): two-layer tanh network, width 50,
+The setting (``examples/fig2_tanh.toml``, docs/theory/conventions.md,
+docs/theory/experiments.md#settings-from-the-papers): two-layer tanh network, width 50,
 ``zhou2022-fig2`` data (d = 5, n = 80, bias column LAST, so ``W1`` is 50 × 6 and ``W2`` 1 × 50),
 every weight N(0, 0.005²) from :func:`effdyn.problem.initial_params` (init seed 0), loss
 ``R = (1/2n) Σ_i |f(x_i) − y_i|²`` written out in both (``torch.nn.MSELoss`` omits the ½),

@@ -1,6 +1,7 @@
-"""Theorem cards: one runnable check per claim of the seed papers.
+"""Theorem cards: one runnable check per claim of a paper (docs/cards.md).
 
-A card (a file in ``theory/``) states a claim in words and maths, names its source, and says
+A card (a file in ``theory/``) states a claim in words and maths, names its source paper by
+arXiv id (:mod:`effdyn.papers`), and says
 how it is checked: which problems, which measured quantity, the expected value or relation,
 the tolerance and why. Its ``run`` function measures and compares against the card's own
 ``expected`` and ``tolerance`` — so a card given a wrong expected value fails.
@@ -20,19 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EffdynError
+from .papers import Paper, paper
 
 THEORY_DIR = Path(__file__).resolve().parent.parent / "theory"
-
-SEEDS = {
-    "000": "Chen & Luo 2024, On the dynamics of three-layer neural networks: initial condensation",
-    "001": "Chen et al. 2023, Phase diagram of initial condensation for two-layer networks",
-    "002": "Zhou et al. 2022, Towards understanding the condensation of neural networks at "
-    "initial training",
-    "003": "Zhou et al. 2022, Empirical phase diagram for three-layer neural networks with "
-    "infinite width",
-    "004": "Zhou et al. 2023, Understanding the initial condensation of convolutional neural "
-    "networks",
-}
 
 
 @dataclass(frozen=True)
@@ -62,7 +53,8 @@ class Card:
         id: short name (the file name), used on the command line.
         claim: the statement in words.
         maths: the statement in formulas (Unicode or LaTeX).
-        seed: the seed paper it comes from (``"000"`` … ``"004"``).
+        paper: the arXiv id of the paper the claim comes from (a key of
+            :data:`effdyn.papers.PAPERS`), e.g. ``"2105.11686"``.
         check: how it is checked: problems, measured quantity, relation.
         expected: the expected value or bounds the check compares against.
         tolerance: the allowed deviation (meaning stated in ``why``).
@@ -71,12 +63,13 @@ class Card:
         full: settings for the full check.
         run: ``run(card, settings, out_dir) -> Outcome``; uses ``card.expected`` and
             ``card.tolerance``.
+        also: arXiv ids of further papers the card relies on (e.g. reported values).
     """
 
     id: str
     claim: str
     maths: str
-    seed: str
+    paper: str
     check: str
     expected: Any
     tolerance: float
@@ -84,10 +77,29 @@ class Card:
     quick: dict
     full: dict
     run: Callable[[Card, dict, Path | None], Outcome]
+    also: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for arxiv in (self.paper, *self.also):
+            paper(arxiv)  # an unknown arXiv id is an EffdynError when the card is made
+
+    @property
+    def papers(self) -> tuple[Paper, ...]:
+        """The source paper first, then :attr:`also`."""
+        return tuple(paper(arxiv) for arxiv in (self.paper, *self.also))
 
     @property
     def source(self) -> str:
-        return f"seed {self.seed}: {SEEDS.get(self.seed, 'unknown')}"
+        """``"Zhou et al. 2022, <title>, arXiv 2105.11686"`` (then ``; with ...`` for
+        :attr:`also`)."""
+        main, *more = self.papers
+        text = f"{main.short}, {main.title}, arXiv {main.arxiv}"
+        return text + "".join(f"; with {p.cite()}" for p in more)
+
+    @property
+    def citation(self) -> str:
+        """Short form of :attr:`source`: ``"Zhou et al. 2022, arXiv 2105.11686"``."""
+        return "; ".join(p.cite() for p in self.papers)
 
     def with_(self, **changes) -> Card:
         """A copy with some fields changed (e.g. a different ``expected``)."""
@@ -111,7 +123,10 @@ class CardResult:
             "id": self.card.id,
             "claim": self.card.claim,
             "source": self.card.source,
-            "seed": self.card.seed,
+            "citation": self.card.citation,
+            "paper": self.card.paper,
+            "papers": [self.card.paper, *self.card.also],
+            "seed": self.card.paper,  # older name of "paper" (kept: keys are only added)
             "measured": o.measured,
             "expected": self.card.expected,
             "tolerance": self.card.tolerance,

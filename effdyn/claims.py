@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .problem import Problem
 
-# Zhou et al. 2022 (seed 002), Fig. 2: condensed lines in the final cosine heatmaps.
+# Zhou et al. 2022, arXiv 2105.11686, Fig. 2: condensed lines in the final cosine heatmaps.
 _LINES = {
     ("zhou2022-fig2", "tanh(x)"): 1,
     ("zhou2022-fig2", "x*tanh(x)"): 2,
@@ -17,7 +17,7 @@ _LINES = {
     ("zhou2022-fig2", "1/(1 + exp(-x))"): 1,
     ("zhou2022-fig2", "log(exp(x) + 1)"): 1,
 }
-_SOURCE = "Zhou et al. 2022 (seed 002), Fig. 2: lines in the cosine-similarity heatmap"
+_SOURCE = "Zhou et al. 2022, arXiv 2105.11686, Fig. 2: lines in the cosine-similarity heatmap"
 
 
 def paper_claim(problem: Problem) -> dict | None:

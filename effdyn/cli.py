@@ -300,14 +300,15 @@ def _print_cards(payload: dict) -> None:
     table = Table(title="effdyn verify", show_lines=True)
     table.add_column("card", no_wrap=True)
     table.add_column("claim", ratio=4, overflow="fold")
-    for col in ("source", "measured", "expected", ""):
+    table.add_column("source", ratio=1, overflow="fold")
+    for col in ("measured", "expected", ""):
         table.add_column(col, no_wrap=True)
     for c in payload["cards"]:
         verdict = "[green]PASS[/green]" if c["passed"] else "[red]FAIL[/red]"
         table.add_row(
             c["id"],
             c["claim"],
-            f"seed {c['seed']}",
+            c["citation"],
             str(c["measured"]),
             f"{c['expected']} ± {c['tolerance']}",
             verdict,
@@ -328,7 +329,7 @@ def reproduce(
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Reproduce the seed papers' claims: every card and the comparisons, as OUT/report.md."""
+    """Reproduce the papers' claims: every card and the comparisons, as OUT/report.md."""
     from .cards import load_cards, select
     from .report import reproduce as run_reproduce
 

@@ -61,13 +61,14 @@ def leading_parts_figure(acts: Sequence[Activation], path: str, columns: int = 4
     for ax in list(axes.flat)[len(acts) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Activations against their leading part at 0 (THEORY.md §2)")
+    fig.suptitle("Activations against their leading part at 0 (docs/theory/multiplicity.md)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-# --- Condensation in a trained network (THEORY.md §5) -------------------------------------
+# --- Condensation in a trained network (docs/theory/measuring.md#condensation-metrics)
+# -------------------------------------
 
 
 def _title(what: str, setting: str) -> str:
@@ -134,7 +135,8 @@ def plot_angle_norm(
     """Each neuron of a 1-d-input network as (angle of ``(w, b)``, norm) — the papers' scatter.
 
     Condensed orientations are vertical stacks of points; grey dotted vertical lines mark the
-    angles ``atan2(b*, w*)`` of the predicted orientations (THEORY.md §3.1: at most ``2p``).
+    angles ``atan2(b*, w*)`` of the predicted orientations
+    (docs/theory/effective-dynamics.md#two-layer: at most ``2p``).
 
     Args:
         W1: ``(N, 2)`` rows ``(w, b)``.
@@ -228,7 +230,7 @@ def plot_direction_alignment(
     Why ``1 − |cos|`` on a log axis rather than ``|cos|`` itself: on a linear axis every
     condensed neuron sits on the line 1.0 and 0.999 cannot be told from 0.99999, while the
     theory predicts how small the residual is (e.g. ``~ ε^{1 − s₂/s₁}`` for the two-layer
-    CNN, THEORY.md §3.3); the log of the misalignment shows that scale directly. A
+    CNN, docs/theory/cnn.md#misalignment); the log of the misalignment shows that scale directly. A
     per-neuron plot is also preferred to a learned-cluster × predicted heatmap because it
     does not depend on a clustering threshold.
 
@@ -291,7 +293,7 @@ def plot_kernels(
     columns: int = 8,
 ) -> Axes:
     """Learned CNN kernels drawn as images beside the predicted direction ``u₁``
-    (THEORY.md §3.3).
+    (docs/theory/cnn.md#effective-dynamics).
 
     Tile 0 (left, framed) is ``u₁``; the grid to its right holds every kernel ``W_β`` (row β of
     ``W1``), in channel order. The bias entry (if any: the last column beyond

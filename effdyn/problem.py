@@ -1,13 +1,14 @@
 """Problem files: load and validate a problem, and build its data and initial weights.
 
-A problem (ARCHITECTURE.md, "Problem file (TOML)") names a network (``[model]``), a data set
+A problem (docs/problem-files.md) names a network (``[model]``), a data set
 (``[data]``), a small initialization (``[init]``) and a training schedule (``[train]``); a
 ``[sweep]`` table is kept as is for the sweep runner. The one problem feeds both the
 symbolic side and the real training, so everything is checked here, once: every mistake is a
 :class:`~effdyn.errors.ProblemError` whose one-line message names the file, the section, the
 key and what is wrong, e.g. ``bad.toml: [model] unknown key 'widht' (allowed: ...)``.
 
-Conventions are those of THEORY.md §1: ``x`` is ``(n, d)``, ``y`` is ``(n, d_out)``; with
+Conventions are those of docs/theory/conventions.md: ``x`` is ``(n, d)``, ``y`` is ``(n, d_out)``;
+with
 ``bias = true`` the first layer sees ``x̃ = (x, 1)`` with the 1 LAST; ``W1`` is
 ``(m1, d + 1)``, ``Wl`` is ``(m_l, m_{l-1})``, ``WL`` is ``(d_out, m_{L-1})``.
 
@@ -198,7 +199,7 @@ class Problem:
         Fully connected: ``W1`` is ``(m1, input_dim)``, ``Wl`` is ``(m_l, m_{l-1})``, ``WL``
         is ``(d_out, m_{L-1})``. CNN: ``W1`` is ``(channels, C·k·k [+1])``, the flattened
         kernels (bias last), and ``W2`` is ``(channels, n_positions)``, the output weights
-        ``a_β`` (THEORY.md §3.3).
+        ``a_β`` (docs/theory/cnn.md#effective-dynamics).
         """
         if self.model.kind == "cnn":
             return [(self.model.channels, self.input_dim), (self.model.channels, self.n_positions)]

@@ -1,10 +1,13 @@
 """``effdyn reproduce``: the main job — every theorem card and the comparison figures, as one
 Markdown report (``DIR/report.md``) with its figures and a JSON summary (``DIR/result.json``).
 
-Sections: (1) the multiplicity of each activation of THEORY.md §2 and the derived dynamics of
-the example problems; (2) every card of ``theory/``: claim, source seed, check, measured
-against expected, PASS/FAIL, figures; (3) prediction against training for the paper settings
-(``effdyn compare`` on example problems), each figure with a one-line caption.
+Sections (docs/commands.md#reproduce): (1) every card of ``theory/``: claim, source paper
+(authors, year, arXiv id), check, measured against expected, PASS/FAIL, figures; (2) prediction
+against training for the paper settings (``effdyn compare`` on example problems), each figure
+with a one-line caption; (3) the multiplicity of each activation
+(docs/theory/multiplicity.md#multiplicity) and the derived dynamics of the example problems;
+(4) references: every paper cited above, with authors, year, title and arXiv id
+(:mod:`effdyn.papers`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from pathlib import Path
 
 from .api import derive_problem
 from .cards import CardResult, load_cards, run_card
+from .papers import PAPERS, Paper
 from .problem import load_problem
 from .symbolic.activation import analyze_activation
 from .symbolic.derivation import derivation_summary, derive
 
-# THEORY.md §2 — the activations the seed papers use, plus the ones the table adds.
+# The activations the papers use, plus the ones the table of docs/theory/multiplicity.md adds.
 TABLE_ACTIVATIONS = [
     "tanh",
     "xtanh",
@@ -45,6 +49,9 @@ COMPARISONS = [
     ("fig2_x2tanh.toml", "Zhou 2022 Fig. 2 as in the paper: x²·tanh x, Adam, ε = 0.005"),
 ]
 QUICK_COMPARISONS = 3
+
+MULTIPLICITY_PAPER = "2105.11686"
+"""Zhou et al. 2022: the multiplicity table and the comparison settings (Fig. 2, Fig. 5)."""
 
 CAPTIONS = {
     "loss.png": "training loss against t = k·lr with the measured escape (10% drop), the "
@@ -110,11 +117,21 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
             for c in comparisons
         ],
         "activations": rows,
+        "references": [
+            {"arxiv": p.arxiv, "citation": p.cite(), "reference": p.reference()}
+            for p in references(results)
+        ],
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "report.md").write_text(_markdown(rows, problems, results, comparisons, out, quick))
     return summary
+
+
+def references(results: list[CardResult]) -> list[Paper]:
+    """Every paper the report cites: the cards' papers (in card order), then the rest."""
+    ids = [a for r in results for a in (r.card.paper, *r.card.also)] + [MULTIPLICITY_PAPER]
+    return [PAPERS[a] for a in dict.fromkeys(ids)]
 
 
 def _activation_row(act) -> dict:
@@ -148,7 +165,7 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
     for r in results:
         verdict = "PASS" if r.passed else "**FAIL**"
         lines.append(
-            f"| {r.card.id} | {r.card.claim} | seed {r.card.seed} | "
+            f"| {r.card.id} | {r.card.claim} | {r.card.citation} | "
             f"{r.outcome.measured} | {r.card.expected} ± {r.card.tolerance} | "
             f"{verdict} |"
         )
@@ -172,7 +189,7 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
         ]
         for path, caption in r.outcome.figures:
             lines += [f"![{c.id}]({_rel(path, out)})", "", f"*{caption}*", ""]
-    lines += ["## Prediction against training (Zhou et al. 2022, seed 002)", ""]
+    lines += [f"## Prediction against training ({PAPERS[MULTIPLICITY_PAPER].cite()})", ""]
     for comp in comparisons:
         r = comp["result"]
         ratios = ", ".join(
@@ -206,7 +223,7 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
             caption = f"{CAPTIONS.get(fig, fig)} — {r['setting']}"
             lines += [f"![{fig}]({_rel(comp['folder'] / fig, out)})", "", f"*{caption}*", ""]
     lines += [
-        "## Multiplicity of each activation (Zhou et al. 2022, seed 002)",
+        f"## Multiplicity of each activation ({PAPERS[MULTIPLICITY_PAPER].cite()})",
         "",
         "| activation | σ(0) | p | c_p | q, depth 2 | q, depth 3 |",
         "|---|---|---|---|---|---|",
@@ -242,4 +259,7 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
             for t in s["drift"]
         ]
         lines.append("")
+    lines += ["## References", ""]
+    lines += [f"- {paper.reference()}" for paper in references(results)]
+    lines.append("")
     return "\n".join(lines)

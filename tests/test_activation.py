@@ -1,6 +1,8 @@
-"""Activation analysis: σ(0), multiplicity p and c_p = σ^(p)(0)/p! (THEORY.md §2).
+"""Activation analysis: σ(0), multiplicity p and c_p = σ^(p)(0)/p!
+(docs/theory/multiplicity.md#drift).
 
-Expected values come from THEORY.md's table (Zhou et al. 2022) or are computed here
+Expected values come from the table in docs/theory/multiplicity.md (Zhou et al. 2022) or are
+computed here
 independently with mpmath's Taylor coefficients — never from effdyn's own output.
 """
 
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from effdyn.errors import ActivationError
 from effdyn.symbolic import analyze_activation, derive
 
-# THEORY.md §2: (activation, σ(0), p, c_p)
+# docs/theory/multiplicity.md#drift: (activation, σ(0), p, c_p)
 TABLE = [
     ("tanh(x)", 0, 1, 1),
     ("x*tanh(x)", 0, 2, 1),
@@ -93,7 +95,8 @@ def test_generated_compositions(p, num, den, inner):
     ],
 )
 def test_relu_like_is_not_read_as_x(text, right, left):
-    """sympy's one-sided series reads Max(0,x) as x; effdyn must not (THEORY.md §2)."""
+    """sympy's one-sided series reads Max(0,x) as x; effdyn must not
+    (docs/theory/multiplicity.md#non-smooth-activations)."""
     act = analyze_activation(text)
     assert not act.smooth
     assert act.multiplicity is None and act.coefficient is None

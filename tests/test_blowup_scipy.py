@@ -1,7 +1,8 @@
 """Blow-up times of the effective dynamics against an independent scipy computation.
 
 The reference integrates the ORIGINAL-time ODE ``θ' = F(θ)`` with the field written by hand
-below in numpy (THEORY.md §3.1, §3.2 — not effdyn's code) using ``scipy.integrate.solve_ivp``
+below in numpy (docs/theory/effective-dynamics.md#closed-forms — not effdyn's code) using
+``scipy.integrate.solve_ivp``
 (DOP853, rtol 1e-12, atol 1e-14) up to the terminal event ``|θ| = R`` and adds the tail
 ``R^{−(k−1)} / ((k−1) u·F(u))`` (``u = θ/|θ|`` at the event, ``k = 2`` here). Its own
 convergence in ``R`` is checked (``R`` vs ``10 R``).

@@ -1,5 +1,5 @@
 """The sympy→JAX bridge: the derived field against autodiff, the real network and the
-conservation laws of THEORY.md §3."""
+conservation laws of docs/theory/effective-dynamics.md#conservation-laws."""
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,7 @@ RNG = np.random.default_rng(20261123)
 def _data(n=24, d=3, d_out=1, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.5, 1.5, size=(n, d))
-    xt = np.c_[x, np.ones(n)]  # bias coordinate last (THEORY.md §1)
+    xt = np.c_[x, np.ones(n)]  # bias coordinate last (docs/theory/conventions.md)
     y = rng.normal(size=(n, d_out))
     return jnp.asarray(xt), jnp.asarray(y)
 
@@ -28,7 +28,8 @@ def _params(widths, d_in, d_out, seed=1):
     )
 
 
-# Leading monomials written by hand from THEORY.md §2: (activation, c_p, p).
+# Leading monomials written by hand from docs/theory/multiplicity.md#multiplicity: (activation, c_p,
+# p).
 MONOMIALS = {
     "tanh(x)": (1.0, 1),
     "x*tanh(x)": (1.0, 2),

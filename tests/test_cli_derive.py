@@ -20,7 +20,8 @@ KEYS = {
 }
 
 
-# Every smooth row of THEORY.md §2's table, plus two activations it does not list
+# Every smooth row of the table in docs/theory/multiplicity.md#multiplicity, plus two activations it
+# does not list
 # (cos x − 1: σ''(0)/2 = −1/2; 5·sin(x)³: p = 3, c = 5).
 ROWS = [
     ("tanh", 1, 1.0, 0.0),

@@ -1,4 +1,5 @@
-"""Condensation measurements (THEORY.md §5) on synthetic neurons whose answer is known by
+"""Condensation measurements (docs/theory/measuring.md#condensation-metrics) on synthetic neurons
+whose answer is known by
 construction: vectors placed on chosen directions with small seeded noise."""
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Critical orientations of two-layer neurons (THEORY.md §3.1), checked independently.
+"""Critical orientations of two-layer neurons (docs/theory/effective-dynamics.md#two-layer), checked
+independently.
 
 Every expected value here is computed in this file from the definition
 ``F(w) = (1/n) Σ_i y_i (w·x̃_i)^p`` — by dense sampling on the circle refined with scipy,
@@ -114,7 +115,8 @@ def with_bias(x):
 
 
 def fig5_data():
-    """THEORY §6, Zhou 2022 Fig. 5: 40 points of sin 3x + sin(6x)/2 on [−1, 1.5]."""
+    """docs/theory/experiments.md#settings-from-the-papers, Zhou 2022 Fig. 5: 40 points of sin 3x +
+    sin(6x)/2 on [−1, 1.5]."""
     x = np.linspace(-1.0, 1.5, 40)
     return with_bias(x), np.sin(3 * x) + np.sin(6 * x) / 2
 

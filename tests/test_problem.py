@@ -419,7 +419,7 @@ def test_init_path_errors(tmp_path, arrays, fragments):
 
 
 # ---------------------------------------------------------------------------------------------
-# Built-in data sets (THEORY.md §6)
+# Built-in data sets (docs/theory/experiments.md#settings-from-the-papers)
 
 
 def test_zhou2022_fig2_dataset():

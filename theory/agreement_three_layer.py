@@ -192,7 +192,7 @@ CARD = Card(
         "|θ_GD − θ_eff|/|θ_eff| = O(ε²) [Taylor remainder of tanh] + "
         "O((lr/T*)·log(1/(1−τ))/(1−τ)) [Euler], T* ∝ 1/ε;  t_escape(GD)/T* = 1 + O(ε)"
     ),
-    seed="000",
+    paper="2402.15958",
     check=(
         "Zhou 2022 Fig. 2 data (d = 5, bias), depth 3, tanh, width 8, N(0, ε²) init, seed 0, "
         "GD lr 0.01. For each ε: T* from the rescaled solver, θ_eff(t) by trajectory(...), GD "
@@ -213,7 +213,8 @@ CARD = Card(
         "the Taylor part ≈ 3e-2·(ε/1e-2)² = 3e-4 give ≈ 1.5e-3; tolerance 3e-3 allows a "
         "factor 2. Escape: the 10% drop comes an O(1) time after T* (tanh saturates the "
         "blow-up), a fraction O(ε) of T* ≈ 0.2/ε: 1.076, 1.023, 1.008 at ε = 1e-2, 3e-3, "
-        "1e-3, so |ratio − 1| ≤ 0.03 at ε ≤ 1e-3 holds with a factor 3 to spare; THEORY.md §7 "
+        "1e-3, so |ratio − 1| ≤ 0.03 at ε ≤ 1e-3 holds with a factor 3 to spare; "
+        "docs/theory/experiments.md#what-to-expect "
         "(other data) saw 0.85, 0.95, 0.985 at 3e-2, 1e-2, 3e-3 — the same O(ε) approach."
     ),
     quick={"width": 8, "lr": 0.01, "eps": [1e-2, 3e-3, 1e-3], "fractions": [0.5, 0.9]},

@@ -149,7 +149,7 @@ CARD = Card(
         "|θ_GD − θ_eff|/|θ_eff| = O(ε²) [Taylor remainder of x·tanh x] + "
         "O((lr/T*)·log(1/(1−τ))/(1−τ)) [Euler], T* ∝ 1/ε, so O(ε²) + O(lr·ε)"
     ),
-    seed="002",
+    paper="2105.11686",
     check=(
         "Zhou 2022 Fig. 5 data (d = 1, bias), x·tanh x, width 100, N(0, ε²) init, seed 0. "
         "For each ε: T* from the rescaled solver, θ_eff(t) by trajectory(...), GD for k "

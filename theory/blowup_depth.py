@@ -77,7 +77,8 @@ CARD = Card(
         "log(ε1/ε2)/λ;  depth 3: θ' = F(θ), F homogeneous of degree k = 2, "
         "T*(ε) = T̄* ε^{−(k−1)}"
     ),
-    seed="000",
+    paper="2402.15958",
+    also=("2105.11686",),
     check=(
         "Zhou 2022 Fig. 2 data, tanh, width 8, GD lr 0.01. Depth 3: predict T* (finite) and "
         "fit the slope of log(GD escape time) against log ε. Depth 2: predict says "

@@ -1,4 +1,7 @@
-"""Card: the kernels of a two-layer CNN condense on ±u₁ at small initialization (seed 004)."""
+"""Card: the kernels of a two-layer CNN condense on ±u₁ at small initialization.
+
+Zhou et al. 2023, arXiv 2305.09947; the misalignment rate: docs/theory/cnn.md#misalignment.
+"""
 
 import math
 from pathlib import Path
@@ -19,7 +22,7 @@ RUN_TO = 1.15
 CHUNK = 100
 """GD steps per compiled call (fixed, so that runs of different lengths share one compile)."""
 MIN_MEDIAN_COS = 0.95
-"""Issue 7: the learned kernels align with ±u₁ with median |cos| ≥ 0.95 …"""
+"""Acceptance: the learned kernels align with ±u₁ with median |cos| ≥ 0.95 …"""
 ESCAPE_TOLERANCE = 0.1
 """… and the measured escape / predicted t_escape lies in [0.9, 1.1]."""
 
@@ -264,14 +267,15 @@ CARD = Card(
         "activation (p = 1) every kernel aligns with ±u₁, the top left singular vector of the "
         "patch–target correlation Z; gradient descent leaves the plateau at the predicted "
         "escape time, and the residual misalignment shrinks with ε like ε^{1 − s₂/s₁} "
-        "(Zhou et al. 2023, seed 004; the rate is derived in THEORY.md §3.3)."
+        "(Zhou et al. 2023, arXiv 2305.09947; the rate is derived in "
+        "docs/theory/cnn.md#misalignment)."
     ),
     maths=(
         "W_β' = c₁ Z a_β, a_β' = c₁ Zᵀ W_β, Z = ⟨y P(x̃)ᵀ⟩ = Σ s_k u_k v_kᵀ;  "
         "W_β(t) → ±u₁ (rate c₁s₁);  sin∠(W_β(t), u₁) ~ ε^{1 − s₂/s₁} at a fixed loss drop;  "
         "t_esc = min{t : R_q(θ(t)) ≤ 0.9 R_q(θ₀)}"
     ),
-    seed="004",
+    paper="2305.09947",
     check=(
         "For each ε: effdyn predict (t_escape, u₁, s₂/s₁), then GD on the real tanh CNN from "
         "the same initialization to 1.15 × t_escape. At the GD escape step (10% loss drop): "
@@ -293,7 +297,7 @@ CARD = Card(
         "initial stage because past it the loss residual −⟨f ∂f⟩ (dropped by the "
         "effective dynamics) turns kernels away by an ε-independent amount: at the 10% "
         "drop GD levels off near 2e-4 on the digits for ε ≤ 1e-7 (figure). 0.25 is the "
-        "issue's bound: it rejects a rate without the gap (ε¹, ratio 1.48) or no "
+        "acceptance bound: it rejects a rate without the gap (ε¹, ratio 1.48) or no "
         "condensation (0), but would not tell s₂ from s₃ (ε^{1 − s₃/s₁}: ratio 1.17)"
     ),
     quick={"cases": [{**_DIGITS, "images": 300, "lr": 0.005, "eps": [1e-5, 1e-6, 1e-7]}]},

@@ -141,15 +141,16 @@ CARD = Card(
         "The measured escape time of gradient descent from the small-initialization plateau "
         "matches the predicted blow-up time T* of the effective dynamics — for two-layer "
         "networks with multiplicity p ≥ 2, where the neurons race and the first to blow up "
-        "sets T* and is the first to grow (Zhou et al. 2022, seed 002), and for three-layer "
-        "tanh networks (Chen & Luo 2024, seed 000)."
+        "sets T* and is the first to grow (Zhou et al. 2022, arXiv 2105.11686), and for "
+        "three-layer tanh networks (Chen & Luo 2024, arXiv 2402.15958)."
     ),
     maths=(
         "t_escape(GD) = min{k·lr : R(θ_k) ≤ 0.9 R(θ_0)};  t_escape/T* = 1 + O(ε^{k−1}) + "
         "O((lr/T*)·log(T*/lr)), T* = min_j T*_j (two-layer), argmax_j |w_j(t_esc)|/|w_j(0)| "
         "= argmin_j T*_j"
     ),
-    seed="002",
+    paper="2105.11686",
+    also=("2402.15958",),
     check=(
         "effdyn.compare on: Zhou 2022 Fig. 5 data, width 100, x·tanh x (p = 2) ε = 1e-3 and "
         "x²·tanh x (p = 3) ε = 1e-2, GD lr 0.05; Zhou 2022 Fig. 2 data, depth 3 tanh, width "

@@ -168,7 +168,7 @@ CARD = Card(
         "∂F/∂φ (cos φ, sin φ) = 0, a binary form of degree p → ≤ p lines, ≤ 2p "
         "orientations"
     ),
-    seed="002",
+    paper="2105.11686",
     check=(
         "Zhou 2022 Fig. 5 data (d = 1, bias), width 100, GD lr 0.05. Activations x·tanh x "
         "(p = 2) and x²·tanh x (p = 3) from the paper; sin²x (p = 2), x − sin x (p = 3, "

@@ -63,7 +63,7 @@ def _case(activation, data, s, rng):
     u, _ = unit_rows(ens.direction[escaped, :D])
     ens_cos = u @ zhat
     ens_gap = float(np.max(1 - np.abs(ens_cos))) if len(u) else 1.0
-    # closed form (THEORY.md §3.1): u → sign(sign(c_1) a(0) + w(0)·ẑ) ẑ
+    # closed form (docs/theory/effective-dynamics.md#two-layer): u → sign(sign(c_1) a(0) + w(0)·ẑ) ẑ
     sign_rule = np.sign(np.sign(c1) * thetas[:, D] + thetas[:, :D] @ zhat)[escaped]
     sign_ok = float(np.mean(np.sign(ens_cos) == sign_rule)) if len(u) else 0.0
     # (b) gradient descent from the problem's small initialization, to the initial stage.
@@ -189,7 +189,7 @@ CARD = Card(
         "σ(s) = σ(0) + c_1 s + O(s²), c_1 ≠ 0:  a' = c_1 w·z,  w' = c_1 a z,  "
         "z = (1/n) Σ y_i x̃_i;  w(t)/|w(t)| → sign(sign(c_1) a(0) + w(0)·ẑ) ẑ,  ẑ = z/|z|"
     ),
-    seed="002",
+    paper="2105.11686",
     check=(
         "Two-layer nets (width 50, GD lr 0.05) on Zhou 2022 Fig. 2 data (d = 5), Fig. 5 data "
         "(d = 1) and seeded synthetic 3-d data, all with bias; p = 1 activations tanh (paper) "

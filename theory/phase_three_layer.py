@@ -65,7 +65,7 @@ CARD = Card(
         "in the linear regime."
     ),
     maths="W_l ~ N(0, m^{−2γ_l});  S_l = d log RD(W_l) / d log m:  S_1 > 0 > S_2",
-    seed="003",
+    paper="2205.12101",
     check=(
         "zhou2022-fig5 data, ReLU, widths both m, per-layer exponents "
         "(γ1, γ2, γ3) = (1, 0.5, 0.5), GD with the normalized learning rate; measured: "

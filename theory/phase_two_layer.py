@@ -81,7 +81,7 @@ CARD = Card(
         "RD = |W(t_end) − W(0)| / |W(0)|,  S = d log RD / d log m;  "
         "γ = −log(β1β2/α)/log m:  S < 0 (γ < 1), S ≈ 0 (γ = 1), S > 0 (γ > 1)"
     ),
-    seed="001",
+    paper="2303.06561",
     check=(
         "zhou2022-fig5 data (1-d with bias), ReLU, α = 1, β1 = β2 = m^{−γ/2}, "
         "lr = 0.5/max(m(β1²+β2²), 1), full-batch GD to 1e-3 of the initial loss or max_steps; "

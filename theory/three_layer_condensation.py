@@ -263,7 +263,7 @@ CARD = Card(
         "(s₁ > s₂); d(w_j·z)/dt = c₁²(Wᵀa)_j |z|² so |w_j·ẑ| is non-decreasing once "
         "sign(w_j·z) = sign((Wᵀa)_j) for all j, which holds from some t_m < T*"
     ),
-    seed="000",
+    paper="2402.15958",
     check=(
         "(a) Zhou 2022 Fig. 2 data, depth 3, tanh, N(0, ε²) init: the blow-up direction of "
         "the rescaled solver — every row of W1 has 1 − |cos(row, ẑ)| ≤ tolerance (also "

@@ -1,4 +1,4 @@
-"""Measuring condensation in a trained network (THEORY.md §5).
+"""Measuring condensation in a trained network (docs/theory/measuring.md#condensation-metrics).
 
 A *neuron feature* is the neuron's input weight vector with its bias appended; a convolution
 kernel is flattened as ``weight.reshape(channels, -1)`` (:func:`neuron_features`). From a set
@@ -64,7 +64,7 @@ def _rows(vectors, name: str = "vectors") -> np.ndarray:
 
 
 def neuron_features(weight, bias=None) -> np.ndarray:
-    """Per-neuron feature vectors ``(w_k, b_k)`` (THEORY.md §5).
+    """Per-neuron feature vectors ``(w_k, b_k)`` (docs/theory/measuring.md#condensation-metrics).
 
     Args:
         weight: ``(N, ...)`` input weights, one neuron (or channel) per leading index; a
@@ -274,7 +274,8 @@ def match_directions(units, predicted, *, signed: bool = False) -> Matching:
 def alignment_summary(units, predicted, *, above: float = 0.99) -> dict:
     """Alignment of each (grown) neuron with its nearest predicted direction.
 
-    For each row, ``a_k = max_j |cos(u_k, u*_j)|`` (THEORY.md §5, not one-to-one: many
+    For each row, ``a_k = max_j |cos(u_k, u*_j)|`` (docs/theory/measuring.md#condensation-metrics,
+    not one-to-one: many
     neurons condense on one direction). Rows are normalized here; zero rows are dropped.
 
     Args:
@@ -314,7 +315,8 @@ def alignment_summary(units, predicted, *, above: float = 0.99) -> dict:
 def escape_time(t, loss, fraction: float = 0.1):
     """Time at which training leaves the initial plateau: a ``fraction`` drop of the loss.
 
-    Definition (THEORY.md §5, the same rule effdyn applies to the leading-order model's
+    Definition (docs/theory/measuring.md#condensation-metrics, the same rule effdyn applies to the
+    leading-order model's
     loss for ``t_escape``): the first recorded ``t_k`` with
 
         loss_k ≤ (1 − fraction) · loss_0,
@@ -395,7 +397,8 @@ def neuron_angle_norm(W1):
     """Angle and norm of each neuron of a 1-d-input network with bias (the papers' scatter).
 
     Row ``k`` is ``(w_k, b_k)``; its angle is ``θ_k = atan2(b_k, w_k) ∈ (−π, π]`` and its norm
-    ``√(w_k² + b_k²)``. Condensed orientations show as vertical stacks; by THEORY.md §3.1 at
+    ``√(w_k² + b_k²)``. Condensed orientations show as vertical stacks; by
+    docs/theory/effective-dynamics.md#two-layer at
     most ``2p`` of them for multiplicity ``p``.
 
     Args:

@@ -1,4 +1,5 @@
-"""Grouping weight vectors into condensed orientations and lines (THEORY.md §5).
+"""Grouping weight vectors into condensed orientations and lines
+(docs/theory/measuring.md#condensation-metrics).
 
 Vectors are compared by cosine: agglomerative clustering (scikit-learn, average linkage) on
 the distance ``1 − cos`` counts *orientations* (``u`` and ``−u`` apart), on ``1 − |cos|``

@@ -1,4 +1,5 @@
-"""Built-in data sets: the paper targets (THEORY.md §6), scikit-learn's bundled digits (a
+"""Built-in data sets: the paper targets (docs/theory/experiments.md#settings-from-the-papers),
+scikit-learn's bundled digits (a
 scalar label target, and one digit against the rest), and synthetic images for the CNN.
 
 Every loader takes a ``seed`` and returns ``(x, y)`` as fresh float64 arrays with ``y`` of
@@ -52,7 +53,8 @@ def digits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8×8 digits (``sklearn.datasets.load_digits``), all 1797 images.
 
     The real image data set standing in for the CIFAR-10 subsets of Zhou et al. 2023 (CNN),
-    which are not available offline (THEORY.md §6). ``x`` has shape ``(1797, 8, 8)``, pixel
+    which are not available offline (docs/theory/experiments.md#settings-from-the-papers). ``x`` has
+    shape ``(1797, 8, 8)``, pixel
     values divided by 16 so they lie in ``[0, 1]``; ``y`` is the digit label standardized to
     a scalar target, ``(label - mean(label)) / std(label)``, shape ``(1797, 1)``.
     Deterministic: the seed is unused.
@@ -74,7 +76,8 @@ def digits_one_vs_rest(digit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     images of ``digit`` and ``−1`` for the others, NOT centred (``mean(y) ≈ −0.8``), shape
     ``(1797, 1)``. Registered as ``"digits-0"`` … ``"digits-9"``. Deterministic.
 
-    Why this target for the CNN (THEORY.md §3.3): kernels condense on the top left singular
+    Why this target for the CNN (docs/theory/cnn.md#effective-dynamics): kernels condense on the top
+    left singular
     vector ``u₁`` of ``Z = ⟨y P(x̃)ᵀ⟩`` sharply only with a spectral gap, since the residual
     misalignment at escape is ``~ ε^{1 − s₂/s₁}``. The standardized labels of :func:`digits`
     give ``s₂/s₁ ≈ 0.89`` for 3×3 kernels (exponent 0.11: hardly any condensation at
@@ -109,7 +112,8 @@ def synthetic_stripes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     shapes ``(200, 8, 8)`` and ``(200, 1)``. Every k×k patch of the stripe pattern is ``±``
     one motif, so ``Z = ⟨y P(x̃)ᵀ⟩`` is that motif times a ±1 pattern over positions plus
     sampling noise of size ``~ √(k²·positions/n)``: a planted top singular vector with a gap
-    ``s₂/s₁ ≈ 0.25`` for 3×3 kernels (THEORY.md §3.3) — small, fast, and the answer is known.
+    ``s₂/s₁ ≈ 0.25`` for 3×3 kernels (docs/theory/cnn.md#misalignment) — small, fast, and the answer
+    is known.
     """
     rng = np.random.default_rng(seed)
     y = rng.choice(np.array([-1.0, 1.0]), size=STRIPES_N)

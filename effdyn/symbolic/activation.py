@@ -1,4 +1,5 @@
-"""Multiplicity of an activation at 0 (Zhou et al. 2022, seed ``002``; THEORY.md §2).
+"""Multiplicity of an activation at 0 (Zhou et al. 2022, arXiv 2105.11686;
+docs/theory/multiplicity.md#multiplicity).
 
 ``σ`` has multiplicity ``p`` at 0 when ``σ^(k)(0) = 0`` for ``k = 1..p−1`` and
 ``σ^(p)(0) ≠ 0``; then ``σ(s) = σ(0) + c_p s^p + O(s^{p+1})`` with ``c_p = σ^(p)(0)/p!``.

@@ -1,4 +1,5 @@
-"""Leading-order effective dynamics of a fully connected network (THEORY.md §3).
+"""Leading-order effective dynamics of a fully connected network
+(docs/theory/effective-dynamics.md#leading-order-expansion).
 
 Write ``θ = ε θ̄``. Replacing each hidden activation ``σ_l`` by its leading centred part
 ``φ_l(s) = c_l s^{p_l}`` (or the one-sided ``c₊ s₊^k + c₋ s₋^k`` of a non-smooth one) makes
@@ -195,7 +196,7 @@ def _float(value: sp.Expr) -> float:
 
 
 def derivation_summary(deriv: Derivation) -> dict:
-    """The contract's ``effdyn derive --json`` object (ARCHITECTURE.md, "Commands").
+    """The contract's ``effdyn derive --json`` object (docs/commands.md#derive).
 
     Per-hidden-layer quantities are lists ordered from the input side. For a non-smooth
     activation ``multiplicities``/``coefficients`` hold ``None`` (the multiplicity is
