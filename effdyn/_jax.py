@@ -39,12 +39,34 @@ def float64():
 
 
 def in_float64(fn: F) -> F:
-    """Decorate ``fn`` so that it runs (and traces) inside :func:`float64`."""
+    """Decorate ``fn`` so that it runs (and traces) inside :func:`float64`.
+
+    Called with concrete values (numpy arrays, Python numbers, JAX arrays), ``fn`` runs in
+    the scoped float64 context. Called while JAX traces (inside a caller's ``jit``,
+    ``vmap`` or ``grad``), it follows the trace: inside a float64 trace it simply runs; inside
+    a float32 trace (the caller's ``jax_enable_x64`` is off) entering the context would mix
+    float64 values into a float32 computation, so it refuses with a one-line
+    :class:`~effdyn.errors.EffdynError` that says what to do instead.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if jax.config.jax_enable_x64:
+            return fn(*args, **kwargs)
+        if _traced(args, kwargs):
+            from .errors import EffdynError
+
+            raise EffdynError(
+                f"{fn.__module__}.{fn.__qualname__} computes in "
+                "float64: call it directly (it compiles itself), or jit/vmap it inside "
+                "`with jax.enable_x64(True):` (docs/precision.md)"
+            )
         with jax.enable_x64(True):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
+
+def _traced(args, kwargs) -> bool:
+    """Whether any argument is a JAX tracer (we are inside someone's jit/vmap/grad)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))

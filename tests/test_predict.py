@@ -6,7 +6,6 @@ or from independent computations in this file (numpy eigen/singular vectors, a d
 on the circle).
 """
 
-import equinox as eqx
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
@@ -18,7 +17,7 @@ from effdyn.problem import problem_from_dict
 from effdyn.results import Result
 from effdyn.symbolic import derive
 
-solve = eqx.filter_jit(solve_blowup)
+solve = solve_blowup  # compiles itself, in float64 (docs/precision.md)
 OPTS = SolverOptions(rtol=1e-11, atol=1e-14)
 
 

@@ -2,24 +2,19 @@
 
 import math
 
-import equinox as eqx
 import numpy as np
 
 from effdyn.api import derive_problem
 from effdyn.cards import Card, Outcome, within
-from effdyn.dynamics.blowup import solve_blowup, trajectory
+from effdyn.dynamics.blowup import trajectory
 from effdyn.dynamics.model import effective_model, flatten
 from effdyn.dynamics.predict import predict
+from effdyn.dynamics.predict import solve_one as _solve  # one compilation for predict and cards
 from effdyn.problem import initial_params, problem_from_dict
 from effdyn.training import train
 
 RANK_BOUND = 1e-8
 """σ2/σ1 of the middle layer of the blow-up direction must be at most this."""
-
-try:  # predict's own jitted solver: one compilation serves predict and every card
-    from effdyn.dynamics.predict import solve_one as _solve
-except ImportError:  # pragma: no cover - a renamed private helper costs one compile, no more
-    _solve = eqx.filter_jit(solve_blowup)
 
 
 def _problem(width, eps, lr, data):

@@ -47,15 +47,17 @@ def num(value) -> float | None:
 def _compiled_solve():
     import equinox as eqx
 
+    from .._jax import in_float64
     from ..dynamics.blowup import solve_blowup
 
-    return eqx.filter_jit(solve_blowup)
+    # in_float64 outermost: the trace itself starts in float64, whoever calls it
+    return in_float64(eqx.filter_jit(solve_blowup))
 
 
 def solve_one(model, theta0, opts: SolverOptions | None = None):
     """:func:`~effdyn.dynamics.blowup.solve_blowup`, compiled once per model shape and
-    shared by every caller (every kind, the agreement cards). Call it inside
-    :func:`~effdyn._jax.float64` (the entry points do)."""
+    shared by every caller (every kind, the agreement cards); it computes in float64 whatever
+    the caller's setting (docs/precision.md)."""
     from ..dynamics.blowup import DEFAULT_OPTIONS
 
     return _compiled_solve()(model, theta0, DEFAULT_OPTIONS if opts is None else opts)
