@@ -29,6 +29,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 F = TypeVar("F", bound=Callable)
 
@@ -70,3 +72,45 @@ def in_float64(fn: F) -> F:
 def _traced(args, kwargs) -> bool:
     """Whether any argument is a JAX tracer (we are inside someone's jit/vmap/grad)."""
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
+
+
+def float64_on_concrete(fn: F) -> F:
+    """Wrap a function effdyn hands back (a field, a network, a loss) so that it computes in
+    float64 on concrete inputs, whatever the user's setting, and is plain JAX while JAX
+    traces it.
+
+    On concrete inputs the call runs inside :func:`float64` with every floating leaf cast to
+    float64 (float32 inputs are widened, not recomputed in float32), and returns float64
+    arrays. Inside a trace (the user's ``jit``/``grad``/``vmap``, or effdyn's own float64
+    loops) it follows the trace's dtype: float64 inside effdyn, the user's precision inside a
+    float32 trace of their own.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _traced(args, kwargs):
+            return fn(*args, **kwargs)
+        with jax.enable_x64(True):
+            args, kwargs = _as_float64((args, kwargs))
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _as_float64(tree):
+    """``tree`` with float64 leaves: arrays of another float dtype cast, Python numbers as
+    floats, integer arrays left alone (call inside :func:`float64`, where a Python float is
+    a float64 scalar)."""
+
+    def cast(a):
+        if isinstance(a, bool | int | float):
+            return float(a)
+        if (
+            isinstance(a, np.ndarray | np.generic | jax.Array)
+            and np.issubdtype(a.dtype, np.floating)
+            and a.dtype != np.float64
+        ):
+            return jnp.asarray(a, dtype=jnp.float64)
+        return a
+
+    return jax.tree.map(cast, tree)

@@ -36,10 +36,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
-import numpy as np
 import sympy as sp
 
-from .._jax import float64
+from .._jax import float64_on_concrete
 from ..errors import EffdynError
 from .activation import Activation, S
 from .derivation import Derivation
@@ -86,35 +85,7 @@ def sympy_to_jax(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
     0.7615...
     """
     fn = _translate(sp.sympify(expr), var)
-    return _float64_call(lambda s: fn(s) * jnp.ones_like(s))
-
-
-def _as_float64(tree):
-    """``tree`` with float64 leaves: arrays of another dtype cast, Python numbers as floats
-    (call inside ``float64()``, where a Python float is a float64 scalar)."""
-
-    def cast(a):
-        if isinstance(a, bool | int | float):
-            return float(a)
-        if isinstance(a, np.ndarray | np.generic | jax.Array) and a.dtype != np.float64:
-            return jnp.asarray(a, dtype=jnp.float64)
-        return a
-
-    return jax.tree.map(cast, tree)
-
-
-def _float64_call(fn: F) -> F:
-    """``fn`` in float64 on concrete inputs, and as it is while JAX traces (module docstring)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((args, kwargs))):
-            return fn(*args, **kwargs)
-        with float64():
-            args, kwargs = _as_float64((args, kwargs))
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    return float64_on_concrete(lambda s: fn(s) * jnp.ones_like(s))
 
 
 def _translate(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
@@ -152,7 +123,7 @@ def _translate(expr: sp.Expr, var: sp.Symbol) -> ScalarFn:
 def activation_function(act: Activation) -> ScalarFn:
     """The real activation ``σ`` as an elementwise JAX function (float64: module docstring)."""
     stable = _STABLE.get(act.source)
-    return sympy_to_jax(act.expr, X) if stable is None else _float64_call(stable)
+    return sympy_to_jax(act.expr, X) if stable is None else float64_on_concrete(stable)
 
 
 class LeadingOrder(eqx.Module):
@@ -176,17 +147,17 @@ class LeadingOrder(eqx.Module):
             h = acts[-1] @ params[layer].T
         return h, hs, acts
 
-    @_float64_call
+    @float64_on_concrete
     def output(self, params: Params, xt: jax.Array) -> jax.Array:
         """``f_q(x̃_i; θ)`` for every sample: shape ``(n, d_out)``."""
         return self._forward(params, xt)[0]
 
-    @_float64_call
+    @float64_on_concrete
     def energy(self, params: Params, xt: jax.Array, y: jax.Array) -> jax.Array:
         """``E(θ) = (1/n) Σ_i y_i · f_q(x̃_i; θ)``."""
         return jnp.sum(y * self.output(params, xt)) / xt.shape[0]
 
-    @_float64_call
+    @float64_on_concrete
     def __call__(self, t, params: Params, args) -> Params:
         """``θ' = ∇E(θ)`` by the backward recursion ``g_l = φ_l'(h_l) ⊙ (W_{l+1}ᵀ g_{l+1})``."""
         del t
@@ -228,4 +199,4 @@ def jax_field(derivation: Derivation) -> Callable:
     Inside a trace of the caller's (``jit``, ``grad``, a diffrax solve) ``f`` follows that
     trace's dtypes (module docstring).
     """
-    return _float64_call(jax.jit(leading_order(derivation)))
+    return float64_on_concrete(jax.jit(leading_order(derivation)))

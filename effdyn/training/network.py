@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._jax import float64_on_concrete
 from ..errors import EffdynError
 from ..problem import Problem
 from ..symbolic.activation import Activation, analyze_activation
@@ -75,7 +76,9 @@ def network(problem_or_activations: Problem | Sequence[str | Activation] | str) 
         activations + 1), returning ``(n, d_out)``. With ``xt`` of shape ``(n, D)`` it is
         the fully connected network; with patches ``(n, J, D)`` (see
         :func:`network_inputs`) the two-layer CNN ``Σ_{β,j} W2[β, j] σ(P_j · W1[β])``,
-        which needs depth 2 and ``W2`` of shape ``(channels, J)``.
+        which needs depth 2 and ``W2`` of shape ``(channels, J)``. Called on concrete
+        arrays it computes in float64 whatever the caller's ``jax_enable_x64``; inside a
+        caller's ``jit``/``grad`` it follows the trace (docs/precision.md).
 
     Raises:
         EffdynError: an activation that cannot be analysed, or (when called) a parameter
@@ -105,7 +108,7 @@ def network(problem_or_activations: Problem | Sequence[str | Activation] | str) 
             a = sigma(a @ w.T)  # rows = samples: h_i = W a_i
         return a @ params[-1].T
 
-    return f
+    return float64_on_concrete(f)
 
 
 def loss_function(f: Network) -> Loss:
@@ -118,7 +121,7 @@ def loss_function(f: Network) -> Loss:
         residual = f(params, xt) - y
         return 0.5 * jnp.mean(jnp.sum(residual * residual, axis=-1))
 
-    return loss
+    return float64_on_concrete(loss)
 
 
 def network_inputs(problem: Problem) -> np.ndarray:
