@@ -55,7 +55,7 @@ def in_float64(fn: F) -> F:
     def wrapper(*args, **kwargs):
         if jax.config.jax_enable_x64:
             return fn(*args, **kwargs)
-        if _traced(args, kwargs):
+        if is_traced(args, kwargs):
             from .errors import EffdynError
 
             raise EffdynError(
@@ -69,9 +69,9 @@ def in_float64(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _traced(args, kwargs) -> bool:
-    """Whether any argument is a JAX tracer (we are inside someone's jit/vmap/grad)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
+def is_traced(*trees) -> bool:
+    """Whether any leaf of ``trees`` is a JAX tracer (we are inside a jit/vmap/grad)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
 def float64_on_concrete(fn: F) -> F:
@@ -88,7 +88,7 @@ def float64_on_concrete(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if _traced(args, kwargs):
+        if is_traced(args, kwargs):
             return fn(*args, **kwargs)
         with jax.enable_x64(True):
             args, kwargs = _as_float64((args, kwargs))

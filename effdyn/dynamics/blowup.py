@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .._jax import in_float64
+from .._jax import in_float64, is_traced
 from ..errors import EffdynError
 from ..results import Result, check, describe
 from .model import EffectiveModel
@@ -264,7 +264,7 @@ def solve_blowup(
     The check reads the concrete code after the solve, so ``throw=True`` needs a call
     outside ``jit``/``vmap`` (docs/results.md).
     """
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((model, theta0)))
+    traced = is_traced(model, theta0)
     if not traced:
         traj = _solve_compiled(model, theta0, opts)
         check(traj.result, solve_message(model, traj) if throw else None, throw=throw)

@@ -16,7 +16,6 @@ small, per-leaf ``unit_axes`` (which axis of a weight indexes its units; 0 = row
 
 from __future__ import annotations
 
-import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -43,24 +42,14 @@ def num(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@functools.cache
-def _compiled_solve():
-    import equinox as eqx
-
-    from .._jax import in_float64
-    from ..dynamics.blowup import solve_blowup
-
-    # in_float64 outermost: the trace itself starts in float64, whoever calls it
-    return in_float64(eqx.filter_jit(solve_blowup))
-
-
 def solve_one(model, theta0, opts: SolverOptions | None = None):
     """:func:`~effdyn.dynamics.blowup.solve_blowup`, compiled once per model shape and
     shared by every caller (every kind, the agreement cards); it computes in float64 whatever
     the caller's setting (docs/precision.md)."""
-    from ..dynamics.blowup import DEFAULT_OPTIONS
+    from ..dynamics.blowup import DEFAULT_OPTIONS, solve_blowup
 
-    return _compiled_solve()(model, theta0, DEFAULT_OPTIONS if opts is None else opts)
+    # solve_blowup compiles itself (once per model layout, options and shape) in float64
+    return solve_blowup(model, theta0, DEFAULT_OPTIONS if opts is None else opts)
 
 
 @dataclass(frozen=True)
