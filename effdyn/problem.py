@@ -57,13 +57,22 @@ MODEL_KEYS = (
     "channels",
     "kernel",
     "stride",
+    "loss",
+    "file",
+    "apply",
+    "params",
+    "unit_axes",
 )
 DATA_KEYS = ("dataset", "path", "x", "y", "seed")
-INIT_KEYS = ("scale", "scales", "seed", "path")
+INIT_KEYS = ("scale", "scales", "seed", "path", "exponents", "base")
 TRAIN_KEYS = ("optimizer", "lr", "steps")
-KINDS = ("fc", "cnn")
+KINDS = ("fc", "cnn", "jax")
+LOSS_NAMES = ("mse", "cross_entropy", "logistic", "exponential")
+"""``[model] loss`` choices (:mod:`effdyn.losses`, docs/theory/losses.md)."""
 OPTIMIZERS = ("gd", "adam")
 _CNN_ONLY = ("channels", "kernel", "stride")
+_JAX_ONLY = ("file", "apply", "params")
+_BUILTIN_ONLY = ("depth", "width", "widths", "activation", "bias")
 _DATA_SOURCES = ("dataset", "path", "x")
 
 # Keys of which a section takes one alternative; `Problem.with_` setting one drops the others.
@@ -80,11 +89,15 @@ _ALTERNATIVES = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The network: fully connected of any depth, or a two-layer CNN.
+    """The network: fully connected of any depth, a two-layer CNN, or a user's JAX model.
 
     ``widths`` has one entry per hidden layer (``depth - 1``); for a CNN it is
     ``(channels,)``. ``activations`` holds one raw activation string per hidden layer
-    (parsed by :mod:`effdyn.symbolic`, not here).
+    (parsed by :mod:`effdyn.symbolic`, not here). ``loss`` is the training loss
+    (:mod:`effdyn.losses`). For ``kind = "jax"`` (docs/user-models.md) ``file`` is the
+    model file (absolute), ``apply``/``params`` the names of its two functions, and
+    ``depth = 0``, ``widths = activations = ()``. ``unit_axes`` holds ``(leaf, axis)``
+    pairs: the axis of a leaf that indexes its units (0 = rows when absent).
     """
 
     kind: str
@@ -95,6 +108,15 @@ class ModelSpec:
     channels: int | None = None
     kernel: int | None = None
     stride: int = 1
+    loss: str = "mse"
+    file: str | None = None
+    apply: str = "apply"
+    params: str = "template"
+    unit_axes: tuple[tuple[str, int], ...] = ()
+
+    def unit_axis(self, leaf: str) -> int:
+        """The axis of ``leaf`` that indexes its units (``unit_axes``; default 0, rows)."""
+        return dict(self.unit_axes).get(leaf, 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,15 +140,21 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class InitSpec:
-    """Initialization: per-layer standard deviations and a seed, or a file of weights.
+    """Initialization: per-leaf standard deviations and a seed, or a file of weights.
 
-    When ``path`` (absolute) is set its arrays ``W1..WL`` are the initial weights and
-    ``scales``/``seed`` are unused; see :func:`initial_params`.
+    ``scales`` has one std per parameter leaf in leaf order (``W1..WL`` for the built-in
+    kinds, flatten order for a user model). ``scale`` is ε, the one small scale.
+    ``exponents`` (per leaf, or None when not given) are the integer ε exponents ``γ``
+    (``std = base·ε^γ``; ``γ = 0`` holds a leaf at O(1), docs/user-models.md#exponents).
+    When ``path`` (absolute) is set its arrays (``W1..WL``, or the leaf names) are the
+    initial weights and ``scales``/``seed`` are unused; see :func:`initial_params`.
     """
 
     scales: tuple[float, ...]
     seed: int = 0
     path: str | None = None
+    scale: float = 0.005
+    exponents: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +183,21 @@ class Problem:
     sweep: dict | None = None
     raw: dict | None = field(default=None, repr=False)
     base_dir: str = field(default=".", repr=False)
+    user: Any = field(default=None, repr=False)
+    """The loaded :class:`~effdyn.kinds.usermodel.UserModel` of ``kind = "jax"`` (else None)."""
+
+    def leaf_names(self) -> tuple[str, ...]:
+        """The parameter leaves' names: ``W1..WL``, or a user model's key paths."""
+        if self.user is not None:
+            return self.user.names
+        return tuple(f"W{l}" for l in range(1, self.model.depth + 1))
+
+    def leaf_shapes(self) -> list[tuple[int, ...]]:
+        """The parameter leaves' shapes in leaf order (:meth:`layer_shapes` for the
+        built-in kinds)."""
+        if self.user is not None:
+            return [tuple(s) for s in self.user.shapes]
+        return self.layer_shapes()
 
     @property
     def n(self) -> int:
@@ -171,7 +214,10 @@ class Problem:
 
     @property
     def d_out(self) -> int:
-        """Output dimension."""
+        """Output dimension: ``K = max label + 1`` classes for ``loss = "cross_entropy"``,
+        else the number of target columns."""
+        if self.model.loss == "cross_entropy":
+            return int(np.max(self.data.y)) + 1
         return int(self.data.y.shape[1])
 
     @property
@@ -301,33 +347,51 @@ def problem_from_dict(
         if name not in d:
             raise _error(source, None, f"missing section [{name}]")
     sections = {name: _Section.of(source, name, d.get(name, {})) for name in SECTIONS}
-    model = _parse_model(sections["model"])
+    model = _parse_model(sections["model"], base_dir)
+    user = _load_user(sections["model"], model) if model.kind == "jax" else None
+    data = _parse_data(sections["data"], model, base_dir)
+    if model.kind != "jax":
+        _check_labels(sections["data"], model, data.y)
+    names = user.names if user is not None else tuple(f"W{l}" for l in range(1, model.depth + 1))
     problem = Problem(
         model=model,
-        data=_parse_data(sections["data"], model, base_dir),
-        init=_parse_init(sections["init"], model.depth, base_dir),
+        data=data,
+        init=_parse_init(sections["init"], names, base_dir),
         train=_parse_train(sections["train"]),
         source=source,
         sweep=copy.deepcopy(dict(d["sweep"])) if "sweep" in d else None,
         raw=copy.deepcopy(dict(d)),
         base_dir=str(base_dir),
+        user=user,
     )
+    if model.unit_axes:
+        _check_unit_axes(sections["model"], problem)
     if problem.init.path is not None:
         initial_params(problem)  # a bad weights file is a load-time error, not a mid-run one
     return problem
 
 
-def initial_params(problem: Problem) -> tuple[np.ndarray, ...]:
-    """The initial weights ``W1..WL`` (float64), the ones prediction and training share.
+def initial_params(problem: Problem):
+    """The initial weights (float64), the ones prediction and training share.
 
-    With ``init.path`` the arrays ``W1..WL`` of that ``.npz`` (exactly ``depth`` of them,
-    each of the shape in :meth:`Problem.layer_shapes`, finite). Otherwise, the contract
-    that makes every consumer start from the same weights::
+    Built-in kinds: the tuple ``(W1, …, WL)``; a user model (``kind = "jax"``): its
+    template's pytree with these leaves (:func:`initial_leaves`).
+    """
+    leaves = initial_leaves(problem)
+    return problem.user.unflatten(leaves) if problem.user is not None else leaves
+
+
+def initial_leaves(problem: Problem) -> tuple[np.ndarray, ...]:
+    """The initial parameter leaves in leaf order (``W1..WL``, or flatten order).
+
+    With ``init.path`` the arrays of that ``.npz`` named by :meth:`Problem.leaf_names`
+    (each of the leaf's shape, finite). Otherwise, the contract that makes every consumer
+    start from the same weights::
 
         rng = np.random.default_rng(init.seed)
-        W_l = scales[l-1] * rng.standard_normal(shape_l)   # for l = 1, ..., L in order
+        leaf_j = scales[j] * rng.standard_normal(shape_j)   # for every leaf j in order
     """
-    shapes = problem.layer_shapes()
+    shapes = problem.leaf_shapes()
     if problem.init.path is not None:
         return _load_init_arrays(problem, shapes)
     rng = np.random.default_rng(problem.init.seed)
@@ -556,17 +620,105 @@ def _require_kind(problem: Problem, kind: str, what: str) -> None:
 # Sections
 
 
-def _parse_model(sec: _Section) -> ModelSpec:
+def _parse_model(sec: _Section, base_dir: str | Path = ".") -> ModelSpec:
     sec.check_keys(MODEL_KEYS)
     kind = sec.choice("kind", KINDS, "fc")
+    loss = sec.choice("loss", LOSS_NAMES, "mse")
+    unit_axes = _parse_unit_axes(sec)
+    if kind != "jax":
+        for key in _JAX_ONLY:
+            if sec.has(key):
+                raise sec.error(f"key {key!r} is only for kind = 'jax' (this model is {kind!r})")
+    if kind == "jax":
+        return _parse_jax(sec, base_dir, loss, unit_axes)
     bias = sec.get("bias", "true or false", True)
     if kind == "cnn":
-        return _parse_cnn(sec, bias)
+        spec = _parse_cnn(sec, bias)
+        if loss == "cross_entropy":
+            raise sec.error(
+                "loss 'cross_entropy' needs K >= 2 outputs; the CNN has one scalar output "
+                "(use mse, logistic or exponential)"
+            )
+        return dataclasses.replace(spec, loss=loss, unit_axes=unit_axes)
     for key in _CNN_ONLY:
         if sec.has(key):
             raise sec.error(f"key {key!r} is only for kind = 'cnn' (this model is 'fc')")
     depth = sec.at_least("depth", sec.get("depth", "an integer"), 2)
-    return ModelSpec("fc", depth, _parse_widths(sec, depth), _parse_activations(sec, depth), bias)
+    return ModelSpec(
+        "fc",
+        depth,
+        _parse_widths(sec, depth),
+        _parse_activations(sec, depth),
+        bias,
+        loss=loss,
+        unit_axes=unit_axes,
+    )
+
+
+def _parse_unit_axes(sec: _Section) -> tuple[tuple[str, int], ...]:
+    table = sec.get("unit_axes", "a table", {})
+    out = []
+    for leaf, axis in table.items():
+        axis = sec.typed(f"unit_axes.{leaf}", axis, "an integer")
+        out.append((str(leaf), sec.at_least(f"unit_axes.{leaf}", axis, 0)))
+    return tuple(out)
+
+
+def _parse_jax(sec: _Section, base_dir, loss: str, unit_axes) -> ModelSpec:
+    for key in (*_BUILTIN_ONLY, *_CNN_ONLY):
+        if sec.has(key):
+            raise sec.error(
+                f"key {key!r} is not used by kind = 'jax' (the model file defines the network)"
+            )
+    if not sec.has("file"):
+        raise sec.error("missing required key 'file' (the model's Python file) for kind = 'jax'")
+    path = _path(sec, "file", base_dir)
+    return ModelSpec(
+        "jax",
+        0,
+        (),
+        (),
+        bias=False,
+        loss=loss,
+        file=str(path),
+        apply=sec.get("apply", "a string", "apply"),
+        params=sec.get("params", "a string", "template"),
+        unit_axes=unit_axes,
+    )
+
+
+def _load_user(sec: _Section, model: ModelSpec):
+    """Import the user's model file (runs their code; docs/user-models.md)."""
+    from effdyn.kinds.usermodel import load_user_model
+
+    return load_user_model(Path(model.file), model.apply, model.params, sec.source)
+
+
+def _check_labels(sec: _Section, model: ModelSpec, y: np.ndarray) -> None:
+    """Labels that do not fit the loss are a load-time error (the built-in kinds)."""
+    from effdyn.errors import EffdynError
+    from effdyn.losses import get_loss
+
+    loss = get_loss(model.loss)
+    try:
+        loss.check_labels(y, loss.output_size(y) if model.loss == "cross_entropy" else None)
+    except EffdynError as err:
+        raise sec.error(str(err)) from None
+
+
+def _check_unit_axes(sec: _Section, problem: Problem) -> None:
+    shapes = dict(zip(problem.leaf_names(), problem.leaf_shapes(), strict=True))
+    for leaf, axis in problem.model.unit_axes:
+        if leaf not in shapes:
+            raise sec.error(
+                f"unit_axes names {leaf!r}, which is not a parameter leaf "
+                f"(leaves: {', '.join(shapes)})"
+            )
+        if axis >= len(shapes[leaf]):
+            raise sec.error(
+                f"unit_axes.{leaf} = {axis}, but {leaf!r} has shape {shapes[leaf]} "
+                f"({len(shapes[leaf])} axes)"
+            )
 
 
 def _parse_cnn(sec: _Section, bias: bool) -> ModelSpec:
@@ -661,6 +813,8 @@ def _read_data(
 def _check_x(sec: _Section, model: ModelSpec, x: np.ndarray) -> np.ndarray:
     if x.ndim == 0 or x.shape[0] == 0:
         raise sec.error(f"empty data: x has no rows (shape {x.shape})")
+    if model.kind == "jax" and x.ndim < 1:
+        raise sec.error(f"x must have the samples first, shape (n, ...), got {x.shape}")
     if model.kind == "fc" and x.ndim != 2:
         raise sec.error(f"x must be 2-d (n, d) for kind = 'fc', got shape {x.shape}")
     if model.kind == "cnn" and x.ndim not in (3, 4):
@@ -687,19 +841,56 @@ def _check_y(sec: _Section, model: ModelSpec, y: np.ndarray, n: int) -> np.ndarr
     return y
 
 
-def _parse_init(sec: _Section, depth: int, base_dir: str | Path) -> InitSpec:
+def _parse_init(sec: _Section, names: Sequence[str], base_dir: str | Path) -> InitSpec:
+    """Per-leaf stds (docs/problem-files.md#init): ``scale`` for every leaf, a ``scales``
+    array (built-in kinds, one per layer) or table ``{leaf = std}``, or ``exponents``
+    ``{leaf = γ}`` with ``base`` ``{leaf = b}``: ``std = b·scale^γ`` (γ = 1, b = 1 when
+    a leaf is not named)."""
     sec.check_keys(INIT_KEYS)
-    if sec.has("scale") and sec.has("scales"):
+    scales_value = sec.table.get("scales")
+    scales_table = isinstance(scales_value, Mapping)
+    if sec.has("scales") and sec.has("exponents"):
+        raise sec.error("give scales or exponents (with base), not both")
+    if sec.has("base") and not sec.has("exponents"):
+        raise sec.error("base goes with exponents (std = base·scale^exponent)")
+    if sec.has("scale") and sec.has("scales") and not scales_table:
         raise sec.error("give scale or scales, not both")
-    if sec.has("scales"):
-        items = sec.sequence("scales", depth, "a number", per="weight layer")
+    scale = sec.positive("scale", sec.get("scale", "a number", DEFAULT_SCALE))
+    exponents = None
+    if sec.has("scales") and not scales_table:
+        items = sec.sequence("scales", len(names), "a number", per="weight layer")
         scales = tuple(sec.positive(f"scales[{i}]", s) for i, s in enumerate(items))
+    elif scales_table:
+        table = _leaf_table(sec, "scales", names, "a number")
+        scales = tuple(
+            sec.positive(f"scales.{n}", table[n]) if n in table else scale for n in names
+        )
+    elif sec.has("exponents"):
+        gammas = _leaf_table(sec, "exponents", names, "an integer")
+        bases = _leaf_table(sec, "base", names, "a number") if sec.has("base") else {}
+        exponents = tuple(sec.at_least(f"exponents.{n}", gammas.get(n, 1), 0) for n in names)
+        base = tuple(sec.positive(f"base.{n}", bases.get(n, 1.0)) for n in names)
+        if all(g == 0 for g in exponents):
+            raise sec.error("every exponent is 0: at least one leaf must be small (exponent >= 1)")
+        scales = tuple(b * scale**g for b, g in zip(base, exponents, strict=True))
     else:
-        scales = (sec.positive("scale", sec.get("scale", "a number", DEFAULT_SCALE)),) * depth
+        scales = (scale,) * len(names)
     path = None
     if sec.has("path"):
         path = str(_path(sec, "path", base_dir))
-    return InitSpec(scales, sec.seed(), path)
+    return InitSpec(scales, sec.seed(), path, scale=scale, exponents=exponents)
+
+
+def _leaf_table(sec: _Section, key: str, names: Sequence[str], type_name: str) -> dict:
+    """The table ``key`` ``{leaf = value}``; every key must name a leaf."""
+    table = sec.get(key, "a table")
+    for leaf, value in table.items():
+        if leaf not in names:
+            raise sec.error(
+                f"{key} names {leaf!r}, which is not a parameter leaf (leaves: {', '.join(names)})"
+            )
+        sec.typed(f"{key}.{leaf}", value, type_name)
+    return {k: (int(v) if type_name == "an integer" else float(v)) for k, v in table.items()}
 
 
 def _parse_train(sec: _Section) -> TrainSpec:
@@ -712,15 +903,16 @@ def _parse_train(sec: _Section) -> TrainSpec:
     )
 
 
-def _load_init_arrays(problem: Problem, shapes: list[tuple[int, int]]) -> tuple[np.ndarray, ...]:
-    """``W1..WL`` from ``init.path``, each checked for name, shape and finiteness."""
+def _load_init_arrays(problem: Problem, shapes: list[tuple[int, ...]]) -> tuple[np.ndarray, ...]:
+    """The leaves (``W1..WL`` or a user model's leaf names) from ``init.path``, each
+    checked for name, shape and finiteness."""
     sec = _Section(problem.source, "init", {})
     path = Path(problem.init.path)
     arrays = _read_npz(sec, "path", path)
-    names = [f"W{l}" for l in range(1, len(shapes) + 1)]
+    names = list(problem.leaf_names())
     shown = f"path {str(path)!r}"
     for name in arrays:
-        if re.fullmatch(r"W\d+", name) and name not in names:
+        if problem.user is None and re.fullmatch(r"W\d+", name) and name not in names:
             raise sec.error(f"{shown} has array {name!r} but depth is {len(shapes)}")
     weights = []
     for name, shape in zip(names, shapes, strict=True):

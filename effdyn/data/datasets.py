@@ -96,6 +96,20 @@ def digits_one_vs_rest(digit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
+def digits_classes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 digits as a 10-class problem (for ``loss = "cross_entropy"``).
+
+    ``x`` is every image flattened to 64 features, pixels divided by 16 (in ``[0, 1]``),
+    shape ``(1797, 64)``; ``y`` is the integer class label ``0 … 9`` as a float column,
+    shape ``(1797, 1)``. Deterministic: the seed is unused.
+    """
+    x, _ = digits(seed)
+    from sklearn.datasets import load_digits
+
+    labels = np.asarray(load_digits().target, dtype=np.float64)
+    return x.reshape(len(x), -1), labels[:, None]
+
+
 STRIPES_N = 200
 STRIPES_SIZE = 8
 STRIPES_AMPLITUDE = 0.15
@@ -136,6 +150,7 @@ DATASETS: dict[str, Loader] = {
     "zhou2022-fig5": zhou2022_fig5,
     "digits": digits,
     **{f"digits-{d}": _one_vs_rest(d) for d in range(10)},
+    "digits-classes": digits_classes,
     "synthetic-stripes": synthetic_stripes,
 }
 """Built-in data sets by name: each value maps ``seed`` to ``(x, y)``."""

@@ -143,6 +143,47 @@ def build_warnings(kind: ModelKind, deriv: Derivation, notes: list[str], out: di
     return found
 
 
+@dataclass(frozen=True, eq=False)
+class RealNetwork:
+    """What training needs of a kind (docs/extending.md#adding-a-model-kind).
+
+    Attributes:
+        f: ``f(leaves, inputs) -> (n, K)`` — the real network on the parameter LEAVES (a
+            tuple in leaf order: ``W1..WL``, or a user model's flatten order).
+        inputs: the array ``f`` takes (``x̃``, a CNN's patches, a user model's raw ``x``).
+        preactivation: ``preactivation(leaves, inputs)`` -> array whose largest absolute
+            entry is the "pre-activation" of the initial-stage rule
+            (docs/theory/measuring.md#initial-stage).
+        key: hashable, equal for networks that compute the same function (the training
+            loop caches its compiled chunk on ``(key, loss, optimizer, chunk)``).
+    """
+
+    f: Any
+    inputs: Any
+    preactivation: Any
+    key: Any
+
+
+def derive_keys(problem: Problem, deriv) -> dict:
+    """The keys every kind adds to ``effdyn derive`` for a symbolic derivation
+    (docs/commands.md#derive): ``active_parameters`` (every weight: each enters ``E``),
+    ``frozen_parameters`` (none), ``drift_parameters`` (the leaves that enter at order 1:
+    ``W_L`` when ``σ_{L−1}(0) ≠ 0``), ``model_homogeneous`` (every activation equals its
+    leading part, so ``f(cθ) = c^q f(θ)``) and ``loss``."""
+    names = list(problem.leaf_names())
+    last = deriv.activations[-1]
+    drift = [names[-1]] if float(last.sigma0) != 0 else []
+    return {
+        "active_parameters": names,
+        "frozen_parameters": [],
+        "drift_parameters": drift,
+        "model_homogeneous": bool(
+            all(a.homogeneous and float(a.sigma0) == 0 for a in deriv.activations)
+        ),
+        "loss": problem.model.loss,
+    }
+
+
 @dataclass(frozen=True)
 class Measurements:
     """A kind's own measurements for ``compare`` (docs/commands.md#compare): keys added to
@@ -201,6 +242,16 @@ class ModelKind(ABC):
         default): ``t_escape`` is the measured escape time (or None), ``stage_w1`` and
         ``stage_t`` the first layer and time at the end of the initial stage."""
         return Measurements()
+
+    def real_network(self, problem: Problem) -> RealNetwork:
+        """The real network for training (:class:`RealNetwork`)."""
+        raise NotImplementedError(f"kind {self.name!r} has no real network")
+
+    def derive_summary(self, problem: Problem, deriv) -> dict:
+        """The ``effdyn derive --json`` object of ``problem`` (docs/commands.md#derive)."""
+        from ..symbolic.derivation import derivation_summary
+
+        return {**derivation_summary(deriv), **derive_keys(problem, deriv)}
 
     def unit_axes(self, problem: Problem) -> tuple[int, ...]:
         """Per weight, the axis that indexes its units (0 = rows, the default)."""

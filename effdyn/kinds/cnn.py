@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..errors import EffdynError
-from .base import Measurements, ModelKind, Units, num, solve_units
+from .base import Measurements, ModelKind, RealNetwork, Units, num, solve_units
 
 
 class CNN(ModelKind):
@@ -49,6 +49,16 @@ class CNN(ModelKind):
                 "useful cost) — training and compare's measurements still work with it"
             )
         return act
+
+    def real_network(self, problem):
+        from ..training.network import first_layer_preactivation, network
+
+        return RealNetwork(
+            network(problem),
+            problem.patches(),
+            first_layer_preactivation,
+            ("cnn", problem.model.activations),
+        )
 
     def effective_model(self, problem, params0, *, deriv=None, loss="mse", around=None, small=None):
         from ..dynamics.cnn import cnn_effective_model

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ModelKind, Units, num, solve_units
+from .base import ModelKind, RealNetwork, Units, num, solve_units
 
 PREDICTED_MERGE = 1e-6
 """Limit directions closer than ``1 − cos < 1e-6`` are one orientation (they converge to
@@ -37,6 +37,16 @@ class FullyConnected(ModelKind):
         from ..symbolic.derivation import derive
 
         return derive(list(problem.model.activations), problem.model.depth)
+
+    def real_network(self, problem):
+        from ..training.network import first_layer_preactivation, network
+
+        return RealNetwork(
+            network(problem),
+            problem.inputs(),
+            first_layer_preactivation,
+            ("fc", problem.model.activations),
+        )
 
     def effective_model(self, problem, params0, *, deriv=None, loss="mse", around=None, small=None):
         from ..dynamics.model import effective_model

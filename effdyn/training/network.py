@@ -124,6 +124,12 @@ def loss_function(f: Network) -> Loss:
     return float64_on_concrete(loss)
 
 
+def first_layer_preactivation(params: Params, xt: Inputs):
+    """``x̃ W1ᵀ`` (or ``P(x̃_i) W1ᵀ`` for patches): the first layer's pre-activations, whose
+    largest absolute entry ends the initial stage (docs/theory/measuring.md#initial-stage)."""
+    return xt @ params[0].T
+
+
 def network_inputs(problem: Problem) -> np.ndarray:
     """What :func:`network` takes for ``problem``: ``x̃`` ``(n, input_dim)`` for a fully
     connected network, the patch matrices ``P(x̃_i)`` ``(n, positions, input_dim)`` for a
