@@ -92,6 +92,20 @@ PAPERS: dict[str, Paper] = {
             2021,
             "Phase diagram for two-layer ReLU neural networks at infinite-width limit",
         ),
+        Paper(
+            "2510.06954",
+            ("Zheng-An Chen", "Tao Luo"),
+            2025,
+            "From condensation to rank collapse: a two-stage analysis of transformer training "
+            "dynamics",
+        ),
+        Paper(
+            "2402.09226",
+            ("Akshay Kumar", "Jarvis Haupt"),
+            2024,
+            "Directional convergence near small initializations and saddles in two-homogeneous "
+            "neural networks",
+        ),
     )
 }
 """Every paper effdyn cites, by arXiv id."""
