@@ -88,14 +88,18 @@ def derive(
     if problem is not None:
         if depth is not None:
             raise EffdynError("--depth goes with --activation; a problem file sets its depth")
-        from .api import derive_problem
+        from .kinds import kind_of
         from .problem import load_problem
 
-        deriv = derive_problem(load_problem(problem))
+        loaded = load_problem(problem)
+        kind = kind_of(loaded)
+        summary = kind.derive_summary(loaded, kind.derivation(loaded))
     else:
-        deriv = derive_activations(activation, 2 if depth is None else depth)
-    summary = derivation_summary(deriv)
-    _emit(summary, json_out, functools.partial(_print_derivation, latex=latex))
+        summary = derivation_summary(derive_activations(activation, 2 if depth is None else depth))
+    if summary.get("engine") == "automatic":
+        _emit(summary, json_out, _print_expansion)
+    else:
+        _emit(summary, json_out, functools.partial(_print_derivation, latex=latex))
 
 
 @app.command()
@@ -385,6 +389,37 @@ def _print_derivation(s: dict, latex: bool) -> None:
             f"drift: σ{t['layer']}(0) = {t['sigma0_exact']} ≠ 0 adds a degree-{t['degree']} "
             f"term (lower than q): {t['latex' if latex else 'text']}"
         )
+
+
+def _print_expansion(s: dict) -> None:
+    """``effdyn derive`` for the automatic engine: the leaves and the leading order."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title=f"Leading-order dynamics (automatic engine, loss {s['loss']})")
+    for col in ("leaf", "shape", "exponent", "role"):
+        table.add_column(col)
+    roles = {n: "active" for n in s["active_parameters"]}
+    roles.update({n: "frozen" for n in s["frozen_parameters"]})
+    roles.update({n: "drift" for n in s["drift_parameters"]})
+    for leaf in s["leaves"]:
+        role = roles.get(leaf["name"], "held at O(1)" if leaf["exponent"] == 0 else "—")
+        table.add_row(leaf["name"], "×".join(map(str, leaf["shape"])), str(leaf["exponent"]), role)
+    console.print(table)
+    k = s["field_degree"]
+    regime = (
+        "energy not homogeneous"
+        if k is None
+        else ("finite-time blow-up" if s["finite_time_blowup"] else "linear (exponential)")
+    )
+    console.print(f"degree q = {s['degree']}, field degree k = {'—' if k is None else k}: {regime}")
+    homog = "yes (f(cθ) = c^q f(θ): f itself is f_q)" if s["model_homogeneous"] else "no"
+    console.print(f"model positively homogeneous: {homog}")
+    v = s["validation"]
+    errs = ", ".join(f"{e:.2g}" for e in v["errors"])
+    eps = ", ".join(f"{e:g}" for e in v["eps"])
+    console.print(f"validated: relative error {errs} at ε = {eps}")
 
 
 def _smoothness(s: dict, i: int) -> str:

@@ -37,18 +37,18 @@ from pathlib import Path
 import numpy as np
 
 from .analysis.condensation import (
-    alignment_summary,
+    COMPARE_THRESHOLDS,
     cosine_matrix,
-    count_condensation,
     escape_time,
     grown_mask,
+    stage_summary,
 )
 from .analysis.orientations import unit_rows
 from .claims import paper_claim
 from .dynamics.blowup import SolverOptions
 from .dynamics.predict import predict
 from .kinds import kind_of
-from .problem import Problem, initial_params
+from .problem import Problem, initial_leaves
 from .training import Capture, save_run, summary_of, train
 
 INITIAL_STAGE_PREACTIVATION = 0.3
@@ -60,7 +60,7 @@ STAGE_CAPTURE = Capture(
 """The initial-stage rule as a training trigger (docs/theory/measuring.md#initial-stage)."""
 ESCAPE_CAPTURE = Capture(loss_drop=ESCAPE_FRACTION)
 """The 10% escape step (docs/theory/measuring.md#escape-time)."""
-THRESHOLDS = (1e-3, 1e-2, 5e-2)
+THRESHOLDS = COMPARE_THRESHOLDS
 """Clustering thresholds (distance ``1 − |cos|`` for lines, ``1 − cos`` for orientations)."""
 
 
@@ -78,13 +78,20 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     kind = kind_of(problem)
     predicted = predict(problem, opts, progress=progress)
-    run = train(problem, progress=progress, capture=(STAGE_CAPTURE, ESCAPE_CAPTURE))
-    save_run(run, out)
-    w1_initial = initial_params(problem)[0]
-    directions = np.asarray(predicted["directions"].get("W1") or np.zeros((0, w1_initial.shape[1])))
+    extra = kind.captures(problem, predicted)
+    run = train(problem, progress=progress, capture=(STAGE_CAPTURE, ESCAPE_CAPTURE, *extra))
+    save_run(run, out, names=problem.leaf_names())
+    leaf = kind.main_leaf(problem, predicted)
+
+    def rows(leaves):  # the units of the measured leaf (W1's neurons for the built-in kinds)
+        return kind.unit_rows(problem, leaves, leaf)
+
+    w1_initial = rows(initial_leaves(problem))
+    directions = np.asarray(predicted["directions"].get(leaf) or np.zeros((0, w1_initial.shape[1])))
 
     stage_step = _initial_stage_step(run)
     stage_params = run.params_at(stage_step)
+    stage_w1 = rows(stage_params)
     t_esc = escape_time(run.t, run.loss, ESCAPE_FRACTION)
     measured = {
         "t_escape": None if t_esc is None else float(t_esc),
@@ -92,25 +99,27 @@ def compare(
             "step": int(stage_step),
             "t": float(run.t[stage_step]),
             "max_preactivation": float(run.max_preactivation[stage_step]),
-            **_stage(stage_params[0], w1_initial, directions, thresholds),
+            **stage_summary(stage_w1, w1_initial, directions, thresholds),
         },
         "final": {
             "step": int(len(run.t) - 1),
             "t": float(run.t[-1]),
             "loss": float(run.loss[-1]) if np.isfinite(run.loss[-1]) else None,
-            **_stage(run.params[0], w1_initial, directions, thresholds),
+            **stage_summary(rows(run.params), w1_initial, directions, thresholds),
         },
         "training": summary_of(run),
     }
     if problem.model.depth == 2 and predicted.get("per_neuron", {}).get("first") is not None:
-        growth = np.linalg.norm(stage_params[0], axis=1) / np.linalg.norm(w1_initial, axis=1)
+        growth = np.linalg.norm(stage_w1, axis=1) / np.linalg.norm(w1_initial, axis=1)
         measured["first_neuron"] = int(np.argmax(growth))
-    units = kind.measure(problem, run, predicted, t_esc, stage_params[0], float(run.t[stage_step]))
+    if leaf != "W1":
+        measured["leaf"] = leaf
+    units = kind.measure(problem, run, predicted, t_esc, stage_w1, float(run.t[stage_step]))
     measured.update(units.measured)
     measured["initial_stage"].update(units.initial_stage)
     result = {
         "problem": problem.source,
-        "setting": _setting(problem),
+        "setting": kind.setting(problem),
         "predicted": predicted.to_json(),
         "measured": measured,
         "ratios": _ratios(predicted, measured),
@@ -126,7 +135,15 @@ def compare(
     }
     result["definitions"].update(units.definitions)
     if figures:
-        result["figures"] = _figures(problem, run, predicted, measured, stage_params, out)
+        result["figures"] = _figures(
+            kind.setting(problem),
+            run,
+            predicted,
+            measured,
+            (stage_w1, rows(run.params)),
+            (w1_initial, directions),
+            out,
+        )
         if units.escape_params is not None:
             result["figures"].append(_kernel_figure(problem, units.escape_params, predicted, out))
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False))
@@ -166,23 +183,6 @@ def initial_stage(problem: Problem, steps: int):
     return run.params_at(end)[0], end
 
 
-def _stage(w1, w1_initial, directions, thresholds) -> dict:
-    grown = grown_mask(w1, w1_initial)
-    units, _ = unit_rows(w1[grown])
-    align = alignment_summary(units, directions) if len(directions) else None
-    return {
-        "n_grown": int(grown.sum()),
-        "alignment": _finite(align),
-        "counts": count_condensation(w1[grown], thresholds) if grown.sum() else [],
-    }
-
-
-def _finite(d):
-    if d is None:
-        return None
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
-
-
 def _ratio(a, b):
     return None if a is None or b is None or b == 0 else float(a) / float(b)
 
@@ -202,22 +202,6 @@ def _ratios(predicted: dict, measured: dict) -> dict:
     return ratios
 
 
-def _setting(problem: Problem) -> str:
-    m = problem.model
-    acts = ", ".join(dict.fromkeys(m.activations))
-    eps = ", ".join(f"{s:g}" for s in dict.fromkeys(problem.init.scales))
-    if m.kind == "cnn":
-        stride = f", stride {m.stride}" if m.stride != 1 else ""
-        return (
-            f"{problem.data.name}, CNN {m.channels} kernels {m.kernel}×{m.kernel}{stride}, "
-            f"{acts}, ε = {eps}, {problem.train.optimizer} lr {problem.train.lr:g}"
-        )
-    return (
-        f"{problem.data.name}, depth {m.depth}, width {'/'.join(map(str, m.widths))}, "
-        f"{acts}, ε = {eps}, {problem.train.optimizer} lr {problem.train.lr:g}"
-    )
-
-
 def _kernel_figure(problem: Problem, params, predicted: dict, out: Path) -> str:
     """The learned kernels at escape drawn as images beside the predicted ``u₁``."""
     from . import plotting
@@ -229,26 +213,28 @@ def _kernel_figure(problem: Problem, params, predicted: dict, out: Path) -> str:
         params[0],
         np.asarray(predicted["u1"]),
         (channels_in, k, k),
-        title=f"kernels at escape · {_setting(problem)}",
+        title=f"kernels at escape · {kind_of(problem).setting(problem)}",
     )
     return Path(plotting.save_figure(ax, out / "kernels.png")).name
 
 
-def _figures(problem, run, predicted, measured, stage_params, out: Path) -> list[str]:
+def _figures(setting, run, predicted, measured, units, initial, out: Path) -> list[str]:
+    """Cosine heatmaps of the grown units (initial stage, end), the angle-norm plot (2-d
+    units), the loss with the escape times, and the units' alignment with the predicted
+    directions; ``units`` = (initial stage, final), ``initial`` = (units at 0, directions)."""
     from . import plotting
 
-    setting = _setting(problem)
     names = []
-    w1 = stage_params[0]
-    grown = grown_mask(w1, initial_params(problem)[0])
-    directions = np.asarray(predicted["directions"].get("W1") or [])
+    w1, w_final = units
+    w1_initial, directions = initial
+    grown = grown_mask(w1, w1_initial)
     if grown.sum() >= 2:
         matrix, _ = cosine_matrix(w1[grown], order="cluster")
         ax = plotting.plot_cosine_heatmap(matrix, title=f"initial stage · {setting}")
         names.append(plotting.save_figure(ax, out / "cosine_initial.png"))
-    final_grown = grown_mask(run.params[0], initial_params(problem)[0])
+    final_grown = grown_mask(w_final, w1_initial)
     if final_grown.sum() >= 2:
-        matrix, _ = cosine_matrix(run.params[0][final_grown], order="cluster")
+        matrix, _ = cosine_matrix(w_final[final_grown], order="cluster")
         ax = plotting.plot_cosine_heatmap(matrix, title=f"end of training · {setting}")
         names.append(plotting.save_figure(ax, out / "cosine_final.png"))
     if w1.shape[1] == 2:
@@ -266,9 +252,7 @@ def _figures(problem, run, predicted, measured, stage_params, out: Path) -> list
     )
     names.append(plotting.save_figure(ax, out / "loss.png"))
     if grown.sum() and len(directions):
-        units, _ = unit_rows(w1[grown])
-        ax = plotting.plot_direction_alignment(
-            units, directions, title=f"initial stage · {setting}"
-        )
+        rows, _ = unit_rows(w1[grown])
+        ax = plotting.plot_direction_alignment(rows, directions, title=f"initial stage · {setting}")
         names.append(plotting.save_figure(ax, out / "alignment.png"))
     return [Path(n).name for n in names]

@@ -91,7 +91,7 @@ def test_kind_registry_and_reserved_parameters():
     assert kind is KINDS["fc"] and kind.unit_axes(problem) == (0, 0, 0)
     with pytest.raises(EffdynError, match="not available for kind 'fc'"):
         kind.stages(problem)
-    with pytest.raises(EffdynError, match="loss 'ce' is not available"):
+    with pytest.raises(EffdynError, match="unknown loss 'ce'"):
         kind.effective_model(problem, None, loss="ce")
     with pytest.raises(EffdynError, match="around a given state is not available"):
         kind.effective_model(problem, None, around=(1.0,), small=("W1",))
@@ -149,7 +149,7 @@ def test_params_at_serves_kept_steps_and_refuses_others():
 
 
 def test_capture_rejects_an_empty_trigger():
-    with pytest.raises(EffdynError, match="loss_drop or max_preactivation"):
+    with pytest.raises(EffdynError, match="loss_drop, max_preactivation or at_step"):
         Capture()
     with pytest.raises(EffdynError, match=r"\(0, 1\)"):
         Capture(loss_drop=1.5)

@@ -8,7 +8,8 @@ of features this module measures
 - the cosine-similarity matrix, ordered as in the papers' heatmaps (:func:`cosine_matrix`);
 - how many lines and orientations the grown neurons form (:func:`count_condensation`);
 - how well they align with predicted directions (:func:`match_directions`,
-  :func:`alignment_summary`);
+  :func:`alignment_summary`), and all of it for one set of units at once
+  (:func:`stage_summary`, what ``compare`` reports per stage);
 - when training escaped the plateau (:func:`escape_time`) and which neuron grew first
   (:func:`first_grown`);
 - for 1-d input with bias, each neuron's (angle, norm) (:func:`neuron_angle_norm`).
@@ -34,6 +35,8 @@ import numpy as np
 from .orientations import best_alignment, cluster_orientations, unit_rows
 
 __all__ = [
+    "COMPARE_THRESHOLDS",
+    "stage_summary",
     "FirstGrown",
     "Matching",
     "alignment_summary",
@@ -48,6 +51,9 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLDS = (1e-1, 1e-2, 1e-3, 1e-4)
+COMPARE_THRESHOLDS = (1e-3, 1e-2, 5e-2)
+"""``compare``'s clustering thresholds (``1 − |cos|`` for lines, ``1 − cos`` for
+orientations)."""
 
 
 def _rows(vectors, name: str = "vectors") -> np.ndarray:
@@ -416,3 +422,24 @@ def neuron_angle_norm(W1):
     angles = np.arctan2(rows[:, 1], rows[:, 0])
     angles = np.where(angles <= -np.pi, angles + 2 * np.pi, angles)  # atan2(−0, −1) = −π
     return angles, np.hypot(rows[:, 0], rows[:, 1])
+
+
+def stage_summary(units, units_initial, directions, thresholds=COMPARE_THRESHOLDS) -> dict:
+    """What ``compare`` reports for one set of units (rows) at one time: ``n_grown``
+    (:func:`grown_mask` against ``units_initial``), ``alignment`` of the grown ones with the
+    predicted ``directions`` (:func:`alignment_summary`, None without directions; non-finite
+    entries as None) and the condensation ``counts`` at ``thresholds``."""
+    units = np.asarray(units, dtype=np.float64)
+    grown = grown_mask(units, units_initial)
+    rows, _ = unit_rows(units[grown])
+    align = alignment_summary(rows, directions) if len(directions) else None
+    if align is not None:
+        align = {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+            for k, v in align.items()
+        }
+    return {
+        "n_grown": int(grown.sum()),
+        "alignment": align,
+        "counts": count_condensation(units[grown], thresholds) if grown.sum() else [],
+    }

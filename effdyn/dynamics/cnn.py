@@ -50,6 +50,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 from .._jax import in_float64
+from ..losses import get_loss
 from ..symbolic.activation import Activation, S
 from ..symbolic.bridge import sympy_to_jax
 
@@ -137,6 +138,8 @@ class CNNEffectiveModel(eqx.Module):
     field_degree: int = eqx.field(static=True)
     coefficient: float | None = eqx.field(static=True)
     template: object = eqx.field(static=True)
+    labels: jax.Array | None = None
+    loss_name: str = eqx.field(static=True, default="mse")
 
     def unravel(self, flat: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Flat vector → ``(W1, W2)`` (row-major blocks)."""
@@ -166,6 +169,10 @@ class CNNEffectiveModel(eqx.Module):
         return jax.grad(self.energy)(flat)
 
     def loss(self, flat: jax.Array) -> jax.Array:
+        """The training loss of the leading-order output ``f_q`` (docs/theory/losses.md)."""
+        if self.loss_name != "mse":
+            out = self.output(self.unravel(flat))[:, None]
+            return get_loss(self.loss_name).mean(out, self.labels)
         residual = self.output(self.unravel(flat)) - self.y
         return 0.5 * jnp.mean(residual**2)
 
@@ -181,17 +188,22 @@ def cnn_effective_model(
     patches: np.ndarray,
     y: np.ndarray,
     channels: int,
+    loss: str = "mse",
 ) -> CNNEffectiveModel:
     """Bind the leading-order CNN with ``channels`` kernels to data ``(P(x̃_i), y_i)``.
 
     Args:
         activation: the analysed activation (its leading part sets the field).
         patches: ``(n, J, D)`` patch matrices.
-        y: ``(n,)`` or ``(n, 1)`` targets.
+        y: ``(n,)`` or ``(n, 1)`` targets (labels ``±1`` for the margin losses).
         channels: number of kernels (rows of ``W1`` and ``W2``).
+        loss: the training loss; the field uses its effective target ``ỹ = −∂ℓ(0, y)``
+            in place of ``y`` (docs/theory/losses.md#leading-order-energy) and the loss
+            of ``f_q`` is the real one.
     """
     patches = np.asarray(patches, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    labels = np.asarray(y, dtype=np.float64).reshape(-1, 1)
+    y = get_loss(loss).effective_target(labels, 1).reshape(-1)
     _, j, d = patches.shape
     linear = activation.smooth and activation.degree == 1
     return CNNEffectiveModel(
@@ -202,4 +214,6 @@ def cnn_effective_model(
         field_degree=activation.degree,
         coefficient=float(activation.coefficient) if linear else None,
         template=None if linear else _template(activation),
+        labels=jnp.asarray(labels),
+        loss_name=loss,
     )

@@ -27,6 +27,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._jax import in_float64
+from ..losses import get_loss
 from ..symbolic.bridge import LeadingOrder, leading_order
 from ..symbolic.derivation import Derivation
 
@@ -43,6 +44,8 @@ class EffectiveModel(eqx.Module):
     z: jax.Array
     sigma: jax.Array
     y2: jax.Array
+    labels: jax.Array | None = None
+    loss_name: str = eqx.field(static=True, default="mse")
 
     def unravel(self, flat: jax.Array) -> tuple[jax.Array, ...]:
         """Flat vector → ``(W1, …, WL)`` (row-major blocks, layers in order)."""
@@ -88,7 +91,15 @@ class EffectiveModel(eqx.Module):
         return self.chain_coefficient * p
 
     def loss(self, flat: jax.Array) -> jax.Array:
+        """The training loss of the leading-order output (``R_q`` for mse; the named loss
+        of ``f_q`` on the labels otherwise, docs/theory/losses.md)."""
         params = self.unravel(flat)
+        if self.loss_name != "mse":
+            if self.chain_coefficient is None:
+                out = self.lo.output(params, self.xt)
+            else:
+                out = self.xt @ self._product(params).T
+            return get_loss(self.loss_name).mean(out, self.labels)
         if self.chain_coefficient is None:
             residual = self.lo.output(params, self.xt) - self.y
             return 0.5 * jnp.mean(jnp.sum(residual**2, axis=1))
@@ -102,15 +113,22 @@ def effective_model(
     xt: np.ndarray,
     y: np.ndarray,
     template: tuple[np.ndarray, ...],
+    loss: str = "mse",
 ) -> EffectiveModel:
     """Bind the leading-order model of ``derivation`` to data ``(x̃, y)``.
 
     ``template`` is any parameter tuple of the right shapes (it fixes the flat layout).
+    ``loss`` is the training loss: the energy and field take its effective target
+    ``ỹ = −∂ℓ(0, y)`` in place of ``y`` (``E = ⟨ỹ · f_q⟩``, exact at leading order since a
+    small initialization has ``f_0 = 0``; docs/theory/losses.md#leading-order-energy), and
+    :meth:`EffectiveModel.loss` is that loss of ``f_q`` on the labels ``y``.
     """
     xt = jnp.asarray(xt, dtype=jnp.float64)
-    y = jnp.asarray(y, dtype=jnp.float64)
-    if y.ndim == 1:
-        y = y[:, None]
+    labels = np.asarray(y, dtype=np.float64)
+    if labels.ndim == 1:
+        labels = labels[:, None]
+    k = int(np.shape(template[-1])[0])
+    y = jnp.asarray(get_loss(loss).effective_target(labels, k))
     shapes = tuple(tuple(int(n) for n in np.shape(w)) for w in template)
     chain = float(derivation.scalar_coefficient) if derivation.deep_linear else None
     n = xt.shape[0]
@@ -124,6 +142,8 @@ def effective_model(
         z=y.T @ xt / n,
         sigma=xt.T @ xt / n,
         y2=jnp.sum(y**2) / n,
+        labels=jnp.asarray(labels),
+        loss_name=loss,
     )
 
 

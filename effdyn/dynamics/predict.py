@@ -31,10 +31,9 @@ import numpy as np
 
 from .._jax import in_float64
 from ..kinds import build_warnings, contract_keys, kind_of, solve_one
-from ..problem import Problem, initial_params
+from ..problem import Problem, initial_leaves
 from ..results import Result, check
 from .blowup import SolverOptions
-from .model import flatten
 
 __all__ = ["Prediction", "predict", "solve_one"]
 
@@ -120,9 +119,9 @@ def predict(
     opts = opts or SolverOptions()
     kind = kind_of(problem)
     deriv = kind.derivation(problem)
-    params0 = initial_params(problem)
-    model = kind.effective_model(problem, params0, deriv=deriv)
-    traj = solve_one(model, flatten(params0), opts)
+    params0 = initial_leaves(problem)
+    model = kind.effective_model(problem, params0, deriv=deriv, loss=problem.model.loss)
+    traj = solve_one(model, kind.initial_state(problem, params0, model, deriv), opts)
     out = contract_keys(
         deriv, traj, opts, problem.init.scales, float(np.linalg.norm(np.asarray(model.z)))
     )
@@ -132,6 +131,7 @@ def predict(
     out.update(extra)
     out["warnings"] = build_warnings(kind, deriv, notes, out)
     out["directions"] = directions
-    out["n_orientations"] = len(directions.get("W1") or [])
+    if "n_orientations" not in out:  # a kind with per-leaf units gives its own counts
+        out["n_orientations"] = len(directions.get("W1") or [])
     check(traj.result, out["message"], throw=throw)
     return Prediction(out)

@@ -8,6 +8,7 @@ one entry in :data:`KINDS`.
 from __future__ import annotations
 
 from ..errors import EffdynError
+from .auto import Automatic
 from .base import (
     Measurements,
     ModelKind,
@@ -23,12 +24,21 @@ from .base import (
 from .cnn import CNN
 from .fc import FullyConnected
 
-KINDS: dict[str, ModelKind] = {"fc": FullyConnected(), "cnn": CNN()}
+BUILTIN: dict[str, ModelKind] = {"fc": FullyConnected(), "cnn": CNN()}
+"""The built-in architectures, derived symbolically."""
+AUTOMATIC = Automatic()
+"""The automatic engine's kind (docs/theory/automatic.md)."""
+KINDS: dict[str, ModelKind] = {**BUILTIN, "jax": AUTOMATIC}
 """``kind`` in a problem file → its :class:`ModelKind`."""
 
 
 def kind_of(problem) -> ModelKind:
-    """The :class:`ModelKind` of ``problem`` (one-line error for an unknown kind)."""
+    """The :class:`ModelKind` of ``problem`` (one-line error for an unknown kind).
+
+    A built-in kind with per-leaf ``[init] exponents`` goes through the automatic engine
+    (some leaves held at O(1): docs/user-models.md#exponents)."""
+    if problem.model.kind in BUILTIN and problem.init.exponents is not None:
+        return AUTOMATIC
     try:
         return KINDS[problem.model.kind]
     except KeyError:
@@ -39,6 +49,9 @@ def kind_of(problem) -> ModelKind:
 
 
 __all__ = [
+    "AUTOMATIC",
+    "Automatic",
+    "BUILTIN",
     "CNN",
     "KINDS",
     "Measurements",

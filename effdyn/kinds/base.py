@@ -7,11 +7,12 @@ shares live here, once: the contract's keys (:func:`contract_keys`), the per-uni
 solves them as one ensemble, docs/theory/effective-dynamics.md#two-layer) and the warnings
 builder (:func:`build_warnings`).
 
-Parameters reserved for later work have their place in the signatures already and raise a
-one-line :class:`~effdyn.errors.EffdynError` where a kind does not implement them: ``loss``
-(only ``"mse"``), an expansion ``around`` a given state with the leaves named in ``small``
-small, per-leaf ``unit_axes`` (which axis of a weight indexes its units; 0 = rows) and
-:meth:`ModelKind.stages`.
+Every kind takes every loss of :mod:`effdyn.losses` (``loss``). Parameters reserved for
+later work have their place in the signatures already and raise a one-line
+:class:`~effdyn.errors.EffdynError` where a kind does not implement them: an expansion
+``around`` a given state with the leaves named in ``small`` small, and
+:meth:`ModelKind.stages`. A leaf's *units* are the slices along its unit axis
+(``[model] unit_axes``; rows by default): :meth:`ModelKind.unit_rows`.
 """
 
 from __future__ import annotations
@@ -201,7 +202,10 @@ class ModelKind(ABC):
 
     ``predict`` calls, in order: :meth:`derivation`, :meth:`effective_model` (the whole
     network, for the one full solve), :meth:`units` (the decoupled units, or None) and
-    :meth:`closed_forms` (the kind's extra keys, its directions and notes).
+    :meth:`closed_forms` (the kind's extra keys, its directions and notes). ``train`` calls
+    :meth:`real_network`; ``compare`` reads the units of :meth:`main_leaf` through
+    :meth:`unit_rows`, asks :meth:`captures` for extra training triggers and adds
+    :meth:`measure`'s keys.
     """
 
     name: str = ""
@@ -225,9 +229,16 @@ class ModelKind(ABC):
     ):
         """The effective model bound to the problem's data, laid out like ``params0``.
 
-        ``loss`` (only ``"mse"``), ``around`` (expand around this state) and ``small``
-        (which leaves are small there) are reserved: see :meth:`check_reserved`.
+        ``loss`` names the training loss (:mod:`effdyn.losses`); ``around`` (expand around
+        this state) and ``small`` (which leaves are small there) are reserved: see
+        :meth:`check_reserved`.
         """
+
+    def initial_state(self, problem: Problem, leaves0, model, deriv):
+        """The solvers' flat initial state for the initial leaves ``leaves0``."""
+        from ..dynamics.model import flatten
+
+        return flatten(leaves0)
 
     def units(self, problem: Problem, params0, deriv: Derivation) -> Units | None:
         """The per-unit decomposition, or None where the units do not decouple."""
@@ -254,8 +265,37 @@ class ModelKind(ABC):
         return {**derivation_summary(deriv), **derive_keys(problem, deriv)}
 
     def unit_axes(self, problem: Problem) -> tuple[int, ...]:
-        """Per weight, the axis that indexes its units (0 = rows, the default)."""
-        return tuple(0 for _ in range(problem.model.depth))
+        """Per leaf, the axis that indexes its units (``[model] unit_axes``; 0 = rows)."""
+        return tuple(problem.model.unit_axis(name) for name in problem.leaf_names())
+
+    def main_leaf(self, problem: Problem, predicted) -> str:
+        """The leaf whose units ``compare`` measures at top level (the first layer)."""
+        return problem.leaf_names()[0]
+
+    def unit_rows(self, problem: Problem, leaves, name: str) -> np.ndarray:
+        """The units of leaf ``name`` as the rows of a matrix: the leaf with its unit axis
+        first, the other axes flattened (a vector or scalar is one unit)."""
+        w = np.asarray(leaves[problem.leaf_names().index(name)])
+        if w.ndim < 2:
+            return w.reshape(1, -1)
+        axis = problem.model.unit_axis(name)
+        return np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+
+    def captures(self, problem: Problem, predicted) -> tuple:
+        """Extra :class:`~effdyn.training.Capture` triggers ``compare`` trains with (after
+        the initial-stage and escape ones); their captures reach :meth:`measure` through
+        ``run.captured[2:]``."""
+        return ()
+
+    def setting(self, problem: Problem) -> str:
+        """One line naming the problem's setting (figure titles, ``compare``'s JSON)."""
+        m = problem.model
+        acts = ", ".join(dict.fromkeys(m.activations))
+        return (
+            f"{problem.data.name}, depth {m.depth}, width {'/'.join(map(str, m.widths))}, "
+            f"{acts}{loss_label(problem)}, ε = {eps_label(problem)}, "
+            f"{problem.train.optimizer} lr {problem.train.lr:g}"
+        )
 
     def stages(self, *args, **kwargs):
         """The stage-by-stage dynamics of the kind (reserved for later work)."""
@@ -267,9 +307,19 @@ class ModelKind(ABC):
 
     def check_reserved(self, loss: str = "mse", around=None, small=None) -> None:
         """Refuse what this kind does not implement yet (one line)."""
-        if loss != "mse":
-            raise EffdynError(f"loss {loss!r} is not available for kind {self.name!r} (only 'mse')")
+        from ..losses import get_loss
+
+        get_loss(loss)  # an unknown name is one line
         if around is not None or small is not None:
             raise EffdynError(
                 f"an expansion around a given state is not available for kind {self.name!r}"
             )
+
+
+def loss_label(problem: Problem) -> str:
+    loss = problem.model.loss
+    return "" if loss == "mse" else f", {loss} loss"
+
+
+def eps_label(problem: Problem) -> str:
+    return ", ".join(f"{s:g}" for s in dict.fromkeys(problem.init.scales))

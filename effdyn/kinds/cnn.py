@@ -18,7 +18,16 @@ import math
 import numpy as np
 
 from ..errors import EffdynError
-from .base import Measurements, ModelKind, RealNetwork, Units, num, solve_units
+from .base import (
+    Measurements,
+    ModelKind,
+    RealNetwork,
+    Units,
+    eps_label,
+    loss_label,
+    num,
+    solve_units,
+)
 
 
 class CNN(ModelKind):
@@ -60,19 +69,35 @@ class CNN(ModelKind):
             ("cnn", problem.model.activations),
         )
 
+    def setting(self, problem):
+        m = problem.model
+        stride = f", stride {m.stride}" if m.stride != 1 else ""
+        return (
+            f"{problem.data.name}, CNN {m.channels} kernels {m.kernel}×{m.kernel}{stride}, "
+            f"{', '.join(dict.fromkeys(m.activations))}{loss_label(problem)}, "
+            f"ε = {eps_label(problem)}, {problem.train.optimizer} lr {problem.train.lr:g}"
+        )
+
     def effective_model(self, problem, params0, *, deriv=None, loss="mse", around=None, small=None):
         from ..dynamics.cnn import cnn_effective_model
 
         self.check_reserved(loss, around, small)
+        if loss == "cross_entropy":
+            raise EffdynError(
+                f"{problem.source}: loss 'cross_entropy' needs K >= 2 logits, but the CNN kind "
+                "has one scalar output (use mse, logistic or exponential)"
+            )
         deriv = self.derivation(problem) if deriv is None else deriv
         act = self._activation(problem, deriv)
         channels = int(np.shape(params0[0])[0])
-        return cnn_effective_model(act, problem.patches(), problem.data.y, channels)
+        return cnn_effective_model(act, problem.patches(), problem.data.y, channels, loss=loss)
 
     def units(self, problem, params0, deriv):
         """Channel ``β`` is ``(W_β, a_β)`` = (row β of W1, row β of W2)."""
         w1, w2 = (np.asarray(p) for p in params0)
-        model = self.effective_model(problem, (w1[:1], w2[:1]), deriv=deriv)
+        model = self.effective_model(
+            problem, (w1[:1], w2[:1]), deriv=deriv, loss=problem.model.loss
+        )
         return Units(model, np.concatenate([w1, w2], axis=1), w1.shape[1])
 
     def closed_forms(self, problem, deriv, params0, model, traj, out, opts, progress):
@@ -181,7 +206,10 @@ def kernel_alignment(problem, w1, predicted: dict, t: float) -> dict:
         "n": int(len(sines)),
     }
     if predicted.get("coefficient") is not None:
-        z = patch_correlation(problem.patches(), problem.data.y)
+        from ..losses import get_loss
+
+        y = get_loss(problem.model.loss).effective_target(problem.data.y, 1)
+        z = patch_correlation(problem.patches(), y)
         w1_t, _ = linear_solution(z, predicted["coefficient"], *_initial(problem), t)
         out["misalignment_effective"] = float(np.median(kernel_misalignment(w1_t, u1)))
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..losses import get_loss
 from .base import ModelKind, RealNetwork, Units, num, solve_units
 
 PREDICTED_MERGE = 1e-6
@@ -53,21 +54,24 @@ class FullyConnected(ModelKind):
 
         self.check_reserved(loss, around, small)
         deriv = self.derivation(problem) if deriv is None else deriv
-        return effective_model(deriv, problem.inputs(), problem.data.y, params0)
+        return effective_model(deriv, problem.inputs(), problem.data.y, params0, loss=loss)
 
     def units(self, problem, params0, deriv):
         """Two-layer: neuron ``k`` is ``(w_k, a_k)`` = (row k of W1, column k of W2)."""
         if deriv.depth != 2:
             return None
         w1, w2 = (np.asarray(p) for p in params0)
-        model = self.effective_model(problem, (w1[:1], w2[:, :1]), deriv=deriv)
+        model = self.effective_model(
+            problem, (w1[:1], w2[:, :1]), deriv=deriv, loss=problem.model.loss
+        )
         return Units(model, np.concatenate([w1, w2.T], axis=1), w1.shape[1])
 
     def closed_forms(self, problem, deriv, params0, model, traj, out, opts, progress):
         extra: dict = {}
-        xt, y = problem.inputs(), problem.data.y
+        xt = problem.inputs()
+        y = get_loss(problem.model.loss).effective_target(problem.data.y, problem.d_out)
         if deriv.field_degree == 1 and deriv.depth == 2 and deriv.smooth:
-            z = y.T @ xt / len(xt)
+            z = y.T @ xt / len(xt)  # Z = ⟨ỹ x̃ᵀ⟩ (docs/theory/losses.md#cross-entropy)
             extra["growth_rate"] = abs(float(deriv.activations[0].coefficient)) * float(
                 np.linalg.svd(z, compute_uv=False)[0]
             )
@@ -76,7 +80,7 @@ class FullyConnected(ModelKind):
         units = self.units(problem, params0, deriv)
         if units is not None:
             solved = solve_units(units, opts, progress=progress)
-            points = _critical_points(deriv, problem)
+            points = _critical_points(deriv, problem, y)
             orientations = None if points is not None else (solved.orientations() or None)
             extra["critical_points"] = points
             extra["per_neuron"] = {**solved.keys, "orientations": orientations}
@@ -101,14 +105,14 @@ def layer_directions(direction, params0, model) -> dict:
     return out
 
 
-def _critical_points(deriv, problem) -> list[dict] | None:
+def _critical_points(deriv, problem, y) -> list[dict] | None:
     """The critical orientations of ``F`` on the sphere where a closed form exists."""
     from ..dynamics.critical import critical_orientations
 
     act = deriv.activations[0]
     if not (act.smooth and problem.d_out == 1):
         return None
-    found = critical_orientations(act.degree, problem.inputs(), problem.data.y)
+    found = critical_orientations(act.degree, problem.inputs(), y)
     if found is None:
         return None
     return [

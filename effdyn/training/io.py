@@ -1,8 +1,10 @@
 """Writing and reading a training run: ``DIR/train.npz`` and ``DIR/result.json``.
 
 ``train.npz`` holds the arrays (docs/commands.md#train): ``t``, ``loss``, the final
-``W1 … WL``, ``snapshot_steps``, ``snapshot_t = snapshot_steps · lr`` and, per layer,
-``snapshots_W1 …`` of shape ``(S, *W_l.shape)``. ``result.json`` holds the summary:
+leaves by name (``W1 … WL``, or a user model's leaf names such as ``attn/W_Q``),
+``leaf_names`` (their names in leaf order), ``snapshot_steps``,
+``snapshot_t = snapshot_steps · lr`` and, per leaf, ``snapshots_<name>`` of shape
+``(S, *leaf.shape)``. ``result.json`` holds the summary:
 ``result`` (the :class:`~effdyn.results.Result`'s JSON name: ``"completed"``, ``"stopped"``
 or ``"nonfinite"``; read back with ``Result.from_name``), ``message``, ``optimizer``, ``lr``,
 ``steps`` (run), ``steps_requested``, ``initial_loss``, ``final_loss``, ``t_final`` and any
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +43,17 @@ _CORE_KEYS = (
 )
 
 
-def save_run(run: TrainRun, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+def save_run(
+    run: TrainRun,
+    out_dir: str | Path,
+    extra: Mapping[str, Any] | None = None,
+    names: Sequence[str] | None = None,
+) -> Path:
     """Write ``out_dir/train.npz`` and ``out_dir/result.json`` (the folder is created).
 
     ``extra`` adds keys to ``result.json`` (e.g. the problem's source); it may not redefine
-    the summary's own keys. Returns the folder.
+    the summary's own keys. ``names`` are the leaves' names (default ``W1 … WL``;
+    :meth:`~effdyn.problem.Problem.leaf_names`). Returns the folder.
     """
     out = Path(out_dir)
     extra = dict(extra or {})
@@ -54,7 +62,7 @@ def save_run(run: TrainRun, out_dir: str | Path, extra: Mapping[str, Any] | None
         raise EffdynError(f"extra keys {', '.join(clash)} would overwrite the run's own keys")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / ARRAYS, **_arrays(run))
+        np.savez(out / ARRAYS, **_arrays(run, names))
         summary = {**summary_of(run), **extra}
         text = json.dumps(_plain(summary), sort_keys=True, indent=2, allow_nan=False)
         (out / SUMMARY).write_text(text + "\n", encoding="utf-8")
@@ -89,8 +97,12 @@ def load_run(out_dir: str | Path) -> TrainRun:
         raise EffdynError(f"no training run in {str(out)!r}: {err.filename} not found") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise EffdynError(f"cannot read the training run in {str(out)!r} ({err})") from None
-    depth = sum(1 for name in arrays if name.startswith("snapshots_W"))
-    names = [f"W{l}" for l in range(1, depth + 1)]
+    if "leaf_names" in arrays:
+        names = [str(n) for n in arrays["leaf_names"]]
+    else:  # written before leaf names were stored: W1 … WL
+        depth = sum(1 for name in arrays if name.startswith("snapshots_W"))
+        names = [f"W{l}" for l in range(1, depth + 1)]
+    depth = len(names)
     required = ["t", "loss", "max_preactivation", "snapshot_steps", *names]
     required += [f"snapshots_{w}" for w in names]
     missing = [name for name in required if name not in arrays]
@@ -113,17 +125,23 @@ def load_run(out_dir: str | Path) -> TrainRun:
     )
 
 
-def _arrays(run: TrainRun) -> dict[str, np.ndarray]:
+def _arrays(run: TrainRun, names: Sequence[str] | None) -> dict[str, np.ndarray]:
+    if names is None:
+        names = [f"W{l}" for l in range(1, len(run.params) + 1)]
+    names = [str(n) for n in names]
+    if len(names) != len(run.params):
+        raise EffdynError(f"{len(run.params)} leaves but {len(names)} names")
     arrays = {
         "t": run.t,
         "loss": run.loss,
         "max_preactivation": run.max_preactivation,
         "snapshot_steps": run.snapshot_steps,
         "snapshot_t": run.snapshot_t,
+        "leaf_names": np.array(names),
     }
-    for l, (w, snaps) in enumerate(zip(run.params, run.snapshots, strict=True), start=1):
-        arrays[f"W{l}"] = w
-        arrays[f"snapshots_W{l}"] = snaps
+    for name, w, snaps in zip(names, run.params, run.snapshots, strict=True):
+        arrays[name] = w
+        arrays[f"snapshots_{name}"] = snaps
     return arrays
 
 

@@ -1,7 +1,9 @@
 """Training the real network: full-batch gradient descent or Adam, compiled in chunks.
 
-Gradient descent with step ``lr`` on ``R(θ) = (1/2n) Σ_i |f(x_i) − y_i|²``
-(docs/theory/conventions.md),
+Gradient descent with step ``lr`` on the problem's loss ``R(θ) = ⟨ℓ(f(x_i; θ), y_i)⟩``
+(``[model] loss``, :mod:`effdyn.losses`; the default ``mse`` is ``(1/2n) Σ_i |f(x_i) − y_i|²``,
+docs/theory/conventions.md), for any kind's real network
+(:meth:`~effdyn.kinds.base.ModelKind.real_network`: a built-in one or a user's model),
 
     θ_{k+1} = θ_k − lr ∇R(θ_k),
 
@@ -11,8 +13,8 @@ defaults (β1 = 0.9, β2 = 0.999, ε = 1e-8, bias correction).
 How it runs: one jitted function advances a fixed number of steps (``chunk``) with
 ``jax.lax.scan``; each step is one fused computation (loss and gradient by ``jax.value_and_grad``,
 optimizer update) and records the loss ``R(θ_k)`` *before* its update. The function is traced
-once per run (per network, optimizer, chunk length and shapes — later runs of the same kind
-reuse it): the last, partial chunk runs through the same function, its steps past the end
+once per run (per network, loss, optimizer, chunk length and shapes — later runs of the same
+network reuse it): the last, partial chunk runs through the same function, its steps past the end
 leaving θ unchanged. Each step is branch-free straight-line code. Parameters are kept only at
 log-spaced snapshot steps, written inside the scan into a preallocated buffer that is carried
 (and donated) from chunk to chunk. Between chunks Python only looks at the chunk's losses:
@@ -39,7 +41,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,10 +53,10 @@ from jax import lax
 
 from .._jax import in_float64
 from ..errors import EffdynError
-from ..problem import OPTIMIZERS, Problem, initial_params
+from ..losses import get_loss
+from ..problem import OPTIMIZERS, Problem, initial_leaves
 from ..progress import progress_bar
 from ..results import Result, check
-from .network import loss_function, network, network_inputs
 
 RESULTS = (Result.COMPLETED, Result.STOPPED, Result.NONFINITE)
 """The codes a training run can end with."""
@@ -68,8 +69,9 @@ _TRACES = [0]
 class Capture:
     """A trigger for keeping ``θ_k`` at the first step where it holds (``train(capture=…)``).
 
-    The step is the first ``k`` (``0 ≤ k ≤ K``) with ``loss_k ≤ (1 − loss_drop)·loss_0`` or
-    ``max_preactivation_k ≥ max_preactivation`` (a field left ``None`` never triggers), read
+    The step is the first ``k`` (``0 ≤ k ≤ K``) with ``loss_k ≤ (1 − loss_drop)·loss_0``,
+    ``max_preactivation_k ≥ max_preactivation`` or ``k = at_step`` (a field left ``None``
+    never triggers), read
     from the same ``loss`` and ``max_preactivation`` arrays the :class:`TrainRun` holds; the
     kept parameters are ``θ_k``, the ones whose loss is ``loss_k``. This is how ``compare``
     reads the initial stage and the escape step in one run (docs/theory/measuring.md#initial-stage,
@@ -78,10 +80,13 @@ class Capture:
 
     loss_drop: float | None = None
     max_preactivation: float | None = None
+    at_step: int | None = None
 
     def __post_init__(self):
-        if self.loss_drop is None and self.max_preactivation is None:
-            raise EffdynError("a Capture needs loss_drop or max_preactivation (or both)")
+        if self.loss_drop is None and self.max_preactivation is None and self.at_step is None:
+            raise EffdynError("a Capture needs loss_drop, max_preactivation or at_step")
+        if self.at_step is not None and not (_is_int(self.at_step) and self.at_step >= 0):
+            raise EffdynError(f"Capture.at_step must be an integer >= 0, got {self.at_step!r}")
         if self.loss_drop is not None and not (
             _is_real(self.loss_drop) and 0.0 < self.loss_drop < 1.0
         ):
@@ -100,6 +105,8 @@ class Capture:
             hit |= loss <= (1.0 - self.loss_drop) * loss[0]
         if self.max_preactivation is not None:
             hit |= max_preactivation >= self.max_preactivation
+        if self.at_step is not None and self.at_step < len(loss):
+            hit[self.at_step] = True
         over = np.flatnonzero(hit)
         return int(over[0]) if over.size else None
 
@@ -199,7 +206,7 @@ def train(
     seeded initialization).
 
     Args:
-        problem: a fully connected or two-layer CNN problem.
+        problem: a problem of any kind (its real network and loss).
         steps: number of steps ``K`` (default ``problem.train.steps``), ``≥ 1``.
         lr: step size (default ``problem.train.lr``), finite and ``> 0``.
         optimizer: ``"gd"`` (``θ ← θ − lr ∇R``) or ``"adam"`` (``optax.adam(lr)``); default
@@ -231,10 +238,13 @@ def train(
         raise EffdynError("capture must be a sequence of effdyn.training.Capture")
     steps, lr, chunk = int(steps), float(lr), min(int(chunk), int(steps))
 
-    params0 = initial_params(problem)
-    xt = jnp.asarray(network_inputs(problem))  # x̃, or a CNN's patches P(x̃_i)
+    from ..kinds import kind_of
+
+    net = kind_of(problem).real_network(problem)
+    params0 = initial_leaves(problem)  # the leaves in leaf order (W1..WL, or flatten order)
+    xt = jnp.asarray(net.inputs)  # x̃, a CNN's patches P(x̃_i), or a user model's x
     y = jnp.asarray(problem.data.y)
-    activations = problem.model.activations
+    lossname = problem.model.loss
 
     planned = snapshot_schedule(steps, n_snapshots)
     # steps < K are recorded inside the scan; K itself is the final θ. Padding with -1 (never
@@ -251,7 +261,7 @@ def train(
     pre_pieces: list[np.ndarray] = []
     end, result = steps, Result.COMPLETED
     with progress_bar(f"training ({optimizer})", total=steps, enabled=progress) as bar:
-        run_chunk = _chunk_function(activations, optimizer, chunk)
+        run_chunk = _chunk_function(net, lossname, optimizer, chunk)
         for start in range(0, steps, chunk):
             carry, (losses, pre) = run_chunk(
                 carry, *args, jnp.int64(start), jnp.int64(steps), jnp.asarray(inside)
@@ -284,9 +294,9 @@ def train(
     if result is Result.NONFINITE:
         loss, pre = loss[: end + 1], pre[: end + 1]
     else:
-        final = _loss_function(problem.model.activations)(params, xt, y)
+        final, final_pre = _final_function(net, lossname)(params, xt, y)
         loss = np.append(loss[:end], float(final))
-        pre = np.append(pre[:end], float(np.max(np.abs(np.asarray(xt) @ params[0].T))))
+        pre = np.append(pre[:end], float(final_pre))
     message = _message(result, loss, end, steps, optimizer, lr, stop_below, params0)
     check(result, message, throw=throw)
     captured = _captured(capture, cap_steps, cap_buffers, end, loss, pre, params)
@@ -327,9 +337,52 @@ def _optimizer(name: str, lr) -> optax.GradientTransformation:
     return optax.adam(lr) if name == "adam" else optax.sgd(lr)
 
 
-@functools.lru_cache(maxsize=64)
-def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
-    """The jitted ``chunk``-step advance for one network and optimizer (cached across runs).
+_CACHE_SIZE = 64
+_CHUNKS: dict = {}
+"""Compiled chunk and final-loss functions by ``(network key, loss, optimizer, chunk)``."""
+
+
+def _cached(key, build):
+    """``_CHUNKS[key]``, built on first use (the oldest entry leaves past 64)."""
+    fn = _CHUNKS.get(key)
+    if fn is None:
+        if len(_CHUNKS) >= _CACHE_SIZE:
+            _CHUNKS.pop(next(iter(_CHUNKS)))
+        fn = _CHUNKS[key] = build()
+    return fn
+
+
+def _objective(net, lossname: str):
+    """``R(leaves, inputs, y) = ⟨ℓ(f(leaves, inputs), y)⟩`` of a real network."""
+    lossfn = get_loss(lossname)
+
+    def objective(params, xt, y):
+        return lossfn.mean(net.f(params, xt), y)
+
+    return objective
+
+
+def _chunk_function(net, lossname: str, optimizer: str, chunk: int):
+    """The jitted ``chunk``-step advance for one network, loss and optimizer (cached across
+    runs on the network's ``key``)."""
+    return _cached(
+        (net.key, lossname, optimizer, chunk),
+        lambda: _build_chunk(net, lossname, optimizer, chunk),
+    )
+
+
+def _final_function(net, lossname: str):
+    """The jitted ``(loss, largest pre-activation)`` at the final parameters."""
+    objective = _objective(net, lossname)
+
+    def final(params, xt, y):
+        return objective(params, xt, y), jnp.max(jnp.abs(net.preactivation(params, xt)))
+
+    return _cached((net.key, lossname, "final"), lambda: jax.jit(final))
+
+
+def _build_chunk(net, lossname: str, optimizer: str, chunk: int):
+    """The ``chunk``-step advance (:func:`_chunk_function`).
 
     A step is straight-line code, no branch: the loss and gradient, the optimizer update, the
     largest pre-activation and the snapshot write. Steps past ``stop`` (the last, partial
@@ -337,9 +390,9 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
     of the chunk then sees the same θ (the wasted arithmetic of a partial chunk happens once
     per run; a branch in every step costs more).
     """
-    value_and_grad = jax.value_and_grad(loss_function(network(list(activations))))
+    value_and_grad = jax.value_and_grad(_objective(net, lossname))
 
-    def run_chunk(carry, xt, y, lr, cap_factor, cap_pre, start, stop, snap_steps):
+    def run_chunk(carry, xt, y, lr, cap_factor, cap_pre, cap_at, start, stop, snap_steps):
         _TRACES[0] += 1  # Python side effect: runs once per trace, never per step
         opt = _optimizer(optimizer, lr)
         spare = snap_steps.shape[0]  # index of the buffer's spare row
@@ -348,10 +401,10 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
             params, opt_state, slot, buffers, cap = state
             k = start + j
             loss, grads = value_and_grad(params, xt, y)
-            # The largest first-layer pre-activation |w_k·x̃_i|
-            # (docs/theory/measuring.md#initial-stage): the
-            # leading-order expansion of σ holds while it is small.
-            pre = _partial_max(jnp.abs(xt @ params[0].T))
+            # The largest pre-activation of the kind's rule (first layer |w_k·x̃_i|,
+            # docs/theory/measuring.md#initial-stage): the leading-order expansion holds
+            # while it is small.
+            pre = _partial_max(jnp.abs(net.preactivation(params, xt)))
             # Snapshot θ_k if k is the next scheduled step: every step writes θ_k into the
             # buffer, into the spare row unless scheduled (cheaper than a conditional copy).
             hit = k == snap_steps[jnp.minimum(slot, spare - 1)]
@@ -360,7 +413,9 @@ def _chunk_function(activations: tuple[str, ...], optimizer: str, chunk: int):
                 lax.dynamic_update_index_in_dim(b, w, row, axis=0)
                 for b, w in zip(buffers, params, strict=True)
             )
-            cap = _capture_step(cap, params, k, loss, jnp.max(pre), cap_factor, cap_pre, stop)
+            cap = _capture_step(
+                cap, params, k, loss, jnp.max(pre), cap_factor, cap_pre, cap_at, stop
+            )
             updates, new_state = opt.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             # A non-finite loss leaves θ_k in place, so the run can end exactly at step k.
@@ -385,20 +440,27 @@ def _capture_state(capture: tuple[Capture, ...], params0):
     return (jnp.float64(jnp.nan), jnp.full((max(n, 1),), -1, dtype=jnp.int64), buffers)
 
 
-def _capture_thresholds(capture: tuple[Capture, ...]) -> tuple[jax.Array, jax.Array]:
-    """``(1 − loss_drop, max_preactivation)`` per capture; a missing rule never fires
-    (``−inf`` factor: ``loss ≤ −inf`` is false for a finite loss; ``+inf`` threshold)."""
+def _capture_thresholds(capture: tuple[Capture, ...]) -> tuple[jax.Array, ...]:
+    """``(1 − loss_drop, max_preactivation, at_step)`` per capture; a missing rule never
+    fires (``−inf`` factor: ``loss ≤ −inf`` is false for a finite loss; ``+inf`` threshold;
+    step −1)."""
     factor = [-np.inf if c.loss_drop is None else 1.0 - c.loss_drop for c in capture]
     pre = [np.inf if c.max_preactivation is None else c.max_preactivation for c in capture]
-    return jnp.asarray(factor or [-np.inf]), jnp.asarray(pre or [np.inf])
+    at = [-1 if c.at_step is None else int(c.at_step) for c in capture]
+    return (
+        jnp.asarray(factor or [-np.inf]),
+        jnp.asarray(pre or [np.inf]),
+        jnp.asarray(at or [-1], dtype=jnp.int64),
+    )
 
 
-def _capture_step(cap, params, k, loss, pre, factor, threshold, stop):
+def _capture_step(cap, params, k, loss, pre, factor, threshold, at_step, stop):
     """Keep ``θ_k`` for every capture whose trigger first holds at step ``k < stop``
     (straight-line code: a dynamic row write, into the spare row when nothing fires)."""
     loss0, first, buffers = cap
     loss0 = jnp.where(k == 0, loss, loss0)
-    fires = ((loss <= factor * loss0) | (pre >= threshold)) & (first < 0) & (k < stop)
+    fires = (loss <= factor * loss0) | (pre >= threshold) | (k == at_step)
+    fires = fires & (first < 0) & (k < stop)
     first = jnp.where(fires, k, first)
     spare = buffers[0].shape[0] - 1
     for i in range(spare):
@@ -434,11 +496,6 @@ def _partial_max(a: jax.Array) -> jax.Array:
     caller takes the last max outside the compiled loop."""
     lanes = next(w for w in (8, 4, 2, 1) if a.size % w == 0)
     return jnp.max(a.reshape(-1, lanes), axis=0)
-
-
-@functools.lru_cache(maxsize=64)
-def _loss_function(activations: tuple[str, ...]):
-    return jax.jit(loss_function(network(list(activations))))
 
 
 # ---------------------------------------------------------------------------------------------
