@@ -133,7 +133,11 @@ def _print_prediction(r: dict) -> None:
         f"  t_star = {fmt(r['t_star'])}   t_escape = {fmt(r['t_escape'])}   "
         f"growth rate = {fmt(r['growth_rate'])}"
     )
-    print(f"  first-layer orientations: {r['n_orientations']}")
+    if isinstance(r["n_orientations"], dict):  # per leaf (docs/user-models.md#unit-axes)
+        counts = ", ".join(f"{k} {v}" for k, v in r["n_orientations"].items())
+        print(f"  orientations per active leaf: {counts}")
+    else:
+        print(f"  first-layer orientations: {r['n_orientations']}")
     for name, dirs in r["directions"].items():
         for d in dirs[:6]:
             print(
@@ -195,9 +199,12 @@ def _print_comparison(r: dict) -> None:
 
     p, m, q = r["predicted"], r["measured"], r["ratios"]
     print(r["setting"])
+    leaf = m.get("leaf", "W1")
+    count = p["n_orientations"]
+    count = count.get(leaf) if isinstance(count, dict) else count
     print(
         f"  predicted: T* = {fmt(p['t_star'])}, t_escape = {fmt(p['t_escape'])}, "
-        f"{p['n_orientations']} orientation(s)"
+        f"{fmt(count)} orientation(s) of {leaf}"
     )
     print(
         f"  measured:  t_escape = {fmt(m['t_escape'])}  (ratio to predicted escape "
@@ -214,6 +221,10 @@ def _print_comparison(r: dict) -> None:
             f"  {stage} (t = {fmt(s['t'])}): {s['n_grown']} grown, median |cos| with "
             f"prediction {fmt(a.get('median_abs_cos'))}; {counts}"
         )
+    half = m.get("half_t_star")
+    if half:  # the automatic kind: every leaf's relative change at T*/2
+        change = ", ".join(f"{k} {fmt(v)}" for k, v in half["relative_change"].items())
+        print(f"  relative change at t = {fmt(half['t'])} (≈ T*/2): {change}")
     kernels = m.get("kernels")
     if kernels:  # a two-layer CNN: every kernel against ±u₁
         stage = m["initial_stage"].get("kernels")

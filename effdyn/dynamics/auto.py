@@ -200,8 +200,64 @@ def _terms(f, layout: Layout, inputs, full, order: int, base) -> list[jax.Array]
     def fun(flat):
         return f(layout.unravel_all(flat), inputs)
 
-    _, out = jet.jet(fun, (primal,), (series,))
+    _, out = jet.jet(_without_custom_rules(fun, primal), (primal,), (series,))
     return [out[k - 1] / math.factorial(k) for k in range(1, order + 1)]
+
+
+CUSTOM_RULES = ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
+"""Primitives that carry a custom derivative rule (``jax.nn.relu``, ``jax.nn.softplus``, …):
+Taylor mode runs their primal body instead (the coefficients of a function are those of
+its body; a custom rule only changes how derivatives are computed)."""
+
+
+def _without_custom_rules(fun, example):
+    """``fun`` with every custom-derivative call replaced by its primal body, so that
+    ``jet`` (which has no sound rule for them) sees plain primitives; traced once at the
+    shape of ``example``."""
+    closed = jax.make_jaxpr(fun)(jax.ShapeDtypeStruct(example.shape, example.dtype))
+
+    def inlined(x):
+        return _eval_inlined(closed.jaxpr, closed.consts, x)[0]
+
+    return inlined
+
+
+def _eval_inlined(jaxpr, consts, *args):
+    """Evaluate ``jaxpr``, running custom-derivative calls and nested jits as their bodies."""
+    from jax.extend.core import Literal
+
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, Literal) else env[v]
+
+    for var, val in zip(jaxpr.constvars, consts, strict=True):
+        env[var] = val
+    for var, val in zip(jaxpr.invars, args, strict=True):
+        env[var] = val
+    for eqn in jaxpr.eqns:
+        ins = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        if name in CUSTOM_RULES or name in ("pjit", "jit", "closed_call", "core_call"):
+            body = next(
+                (eqn.params[k] for k in ("call_jaxpr", "fun_jaxpr", "jaxpr") if k in eqn.params),
+                None,
+            )
+            if body is not None:
+                inner = getattr(body, "jaxpr", body)
+                inner_consts = getattr(body, "consts", ())
+                if name in CUSTOM_RULES:
+                    ins = ins[len(ins) - len(inner.invars) :]
+                outs = _eval_inlined(inner, inner_consts, *ins)
+                for var, val in zip(eqn.outvars, outs, strict=True):
+                    env[var] = val
+                continue
+        outs = eqn.primitive.bind(*ins, **eqn.params)
+        if not eqn.primitive.multiple_results:
+            outs = [outs]
+        for var, val in zip(eqn.outvars, outs, strict=True):
+            env[var] = val
+    return [read(v) for v in jaxpr.outvars]
 
 
 @dataclass(frozen=True, eq=False)
@@ -668,8 +724,9 @@ def _validate(call, point, gamma, f0, g, hess, q, r_q, f1) -> dict:
         f"validation failed: the real loss change does not approach ε^{q}·R_{q} "
         f"(relative error {worst:.3g} at ε = {eps_list[-1]:.3g}, {errors[0]:.3g} at "
         f"ε = {eps_list[0]:.3g}); the model is probably not smooth at 0 where it is not "
-        "homogeneous (e.g. relu mixed with a smooth nonlinearity), and Taylor mode gives "
-        "wrong coefficients there (docs/theory/automatic.md#validation)"
+        "homogeneous (e.g. relu mixed with a smooth nonlinearity), or a smooth function is "
+        "written with max/abs/where (jax.nn.softplus: write jnp.log1p(jnp.exp(x))), and "
+        "Taylor mode gives wrong coefficients there (docs/theory/automatic.md#validation)"
     )
 
 
