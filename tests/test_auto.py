@@ -35,6 +35,8 @@ def _zeros(d_in, width, depth, d_out=1):
         # q = 10, an activation outside the docs' table
         pytest.param(["xtanh", "sin(x) - x"], True, marks=pytest.mark.slow),
         pytest.param(["tanh", "x*sin(x)", "tanh"], True, marks=pytest.mark.slow),  # depth 4
+        # q = 13, the deepest order the docs name (x²·tanh x at depth 3)
+        pytest.param(["x**2*tanh(x)", "x**2*tanh(x)"], False, marks=pytest.mark.slow),
     ],
 )
 def test_matches_the_symbolic_engine(acts, bias):
@@ -62,6 +64,27 @@ def test_matches_the_symbolic_engine(acts, bias):
             t_auto = float(solve_blowup(ex.model, theta0).t_star)
             t_sym = float(solve_blowup(sym, theta0).t_star)
             assert t_auto == pytest.approx(t_sym, rel=1e-8)
+
+
+@pytest.mark.parametrize("act", ["tanh", "x*tanh(x)"])
+def test_matches_the_symbolic_cnn(act):
+    """The two-layer CNN (patches input): q, E and ∇E equal the symbolic CNN model's."""
+    from effdyn.dynamics.cnn import cnn_effective_model
+    from effdyn.symbolic.activation import analyze_activation
+
+    rng = np.random.default_rng(2)
+    patches, y = rng.normal(size=(12, 4, 5)), rng.normal(size=(12, 1))
+    leaves = (np.zeros((3, 5)), np.zeros((3, 4)))
+    ex = expand(network([act]), patches, y, leaves)
+    activation = analyze_activation(act)
+    sym = cnn_effective_model(activation, patches, y, 3)
+    assert ex.degree == activation.degree + 1 and ex.field_degree == sym.field_degree
+    with float64():
+        for _ in range(3):
+            p = jnp.asarray(rng.normal(size=27))
+            assert ex.energy(p) == pytest.approx(float(sym.energy(p)), rel=1e-10)
+            f_sym = np.asarray(sym.field(p))
+            assert np.linalg.norm(ex.field(p) - f_sym) <= 1e-10 * np.linalg.norm(f_sym)
 
 
 def test_drift_of_an_offset_activation_is_the_last_layer():
