@@ -78,7 +78,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     kind = kind_of(problem)
     predicted = predict(problem, opts, progress=progress)
-    extra = kind.captures(problem, predicted)
+    extra = [Capture(at_step=step) for step in kind.capture_steps(problem, predicted)]
     run = train(problem, progress=progress, capture=(STAGE_CAPTURE, ESCAPE_CAPTURE, *extra))
     save_run(run, out, names=problem.leaf_names())
     leaf = kind.main_leaf(problem, predicted)

@@ -264,7 +264,7 @@ def zero_target(depth3):
     # Put its data arrays into the case's model: the same model (the data arrays are its only
     # leaves), which reuses the compiled solves instead of compiling new ones.
     def leaves(m):
-        return (m.xt, m.y, m.z, m.sigma, m.y2)
+        return (m.xt, m.y, m.z, m.sigma, m.y2, m.labels)
 
     assert len(jax.tree.leaves(zero)) == len(leaves(zero))
     return eqx.tree_at(leaves, depth3.model, leaves(zero))

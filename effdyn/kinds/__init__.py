@@ -26,7 +26,7 @@ from .fc import FullyConnected
 
 BUILTIN: dict[str, ModelKind] = {"fc": FullyConnected(), "cnn": CNN()}
 """The built-in architectures, derived symbolically."""
-AUTOMATIC = Automatic()
+AUTOMATIC = Automatic(BUILTIN)
 """The automatic engine's kind (docs/theory/automatic.md)."""
 KINDS: dict[str, ModelKind] = {**BUILTIN, "jax": AUTOMATIC}
 """``kind`` in a problem file → its :class:`ModelKind`."""

@@ -39,6 +39,11 @@ class Automatic(ModelKind):
     """Leading-order dynamics by the automatic engine (:func:`~effdyn.dynamics.auto.expand`)."""
 
     name = "jax"
+
+    def __init__(self, builtin: dict | None = None):
+        self.builtin = dict(builtin or {})
+        """The built-in kinds whose real networks a problem with exponents trains."""
+
     escape_note = (
         "the leading-order loss never drops by 10% along the effective trajectory: "
         "t_escape is null; use t_star or growth_rate"
@@ -47,7 +52,7 @@ class Automatic(ModelKind):
     # -- the real network ----------------------------------------------------------------
 
     def real_network(self, problem) -> RealNetwork:
-        f, inputs, key = _base_network(problem)
+        f, inputs, key = _base_network(problem, self.builtin)
         small = _small(problem)
 
         def preactivation(leaves, x):
@@ -164,16 +169,14 @@ class Automatic(ModelKind):
             f"{problem.train.optimizer} lr {problem.train.lr:g}"
         )
 
-    def captures(self, problem, predicted) -> tuple:
-        """θ at ``t ≈ T*/2`` (the nearest step), where ``measure`` reads each leaf's relative
-        change (frozen leaves: O(ε²); active ones: O(1))."""
-        from ..training import Capture
-
+    def capture_steps(self, problem, predicted) -> tuple[int, ...]:
+        """The step nearest ``t = T*/2``, where ``measure`` reads each leaf's relative change
+        (frozen leaves: O(ε²); active ones: O(1))."""
         t_star = predicted.get("t_star")
         if t_star is None:
             return ()
         step = int(round(0.5 * t_star / problem.train.lr))
-        return (Capture(at_step=step),) if 0 < step <= problem.train.steps else ()
+        return (step,) if 0 < step <= problem.train.steps else ()
 
     def measure(self, problem, run, predicted, t_escape, stage_w1, stage_t) -> Measurements:
         """Per leaf: the relative change ``‖θ_j(t) − θ_j(0)‖/‖θ_j(0)‖`` at ``t ≈ T*/2``, and
@@ -236,13 +239,11 @@ def _small(problem) -> tuple[bool, ...]:
     return tuple(True for _ in problem.leaf_names()) if exps is None else tuple(g > 0 for g in exps)
 
 
-def _base_network(problem):
+def _base_network(problem, builtin: dict):
     """``(f(leaves, inputs) -> (n, K), inputs, key)``: a user's model, checked once at the
     initialization, or a built-in kind's real network."""
     if problem.user is None:
-        from . import BUILTIN
-
-        net = BUILTIN[problem.model.kind].real_network(problem)
+        net = builtin[problem.model.kind].real_network(problem)
         return net.f, net.inputs, net.key
     user = problem.user
 

@@ -204,7 +204,7 @@ class ModelKind(ABC):
     network, for the one full solve), :meth:`units` (the decoupled units, or None) and
     :meth:`closed_forms` (the kind's extra keys, its directions and notes). ``train`` calls
     :meth:`real_network`; ``compare`` reads the units of :meth:`main_leaf` through
-    :meth:`unit_rows`, asks :meth:`captures` for extra training triggers and adds
+    :meth:`unit_rows`, asks :meth:`capture_steps` for extra steps to keep θ at and adds
     :meth:`measure`'s keys.
     """
 
@@ -281,10 +281,10 @@ class ModelKind(ABC):
         axis = problem.model.unit_axis(name)
         return np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
 
-    def captures(self, problem: Problem, predicted) -> tuple:
-        """Extra :class:`~effdyn.training.Capture` triggers ``compare`` trains with (after
-        the initial-stage and escape ones); their captures reach :meth:`measure` through
-        ``run.captured[2:]``."""
+    def capture_steps(self, problem: Problem, predicted) -> tuple[int, ...]:
+        """Steps at which ``compare`` keeps θ besides the initial-stage and escape ones (a
+        :class:`~effdyn.training.Capture` ``at_step`` each); they reach :meth:`measure`
+        through ``run.captured[2:]``."""
         return ()
 
     def setting(self, problem: Problem) -> str:
