@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from .api import derive_problem
 from .cards import CardResult, load_cards, run_card
+from .kinds import kind_of
 from .papers import PAPERS, Paper
 from .problem import load_problem
 from .symbolic.activation import analyze_activation
-from .symbolic.derivation import derivation_summary, derive
+from .symbolic.derivation import derive
 
 # The activations the papers use, plus the ones the table of docs/theory/multiplicity.md adds.
 TABLE_ACTIVATIONS = [
@@ -82,7 +82,7 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
     leading_parts_figure(acts, str(out / "activations.png"))
     rows = [_activation_row(act) for act in acts]
     problems = [
-        {"problem": path.name, **derivation_summary(derive_problem(load_problem(path)))}
+        {"problem": path.name, **_derive_summary(load_problem(path))}
         for path in sorted(EXAMPLES.glob("*.toml"))
         if "[sweep]" not in path.read_text()  # sweep files are phase diagrams
     ]
@@ -147,6 +147,28 @@ def _activation_row(act) -> dict:
 
 def _rel(path: str | Path, out: Path) -> str:
     return Path(path).resolve().relative_to(out.resolve()).as_posix()
+
+
+def _derive_summary(problem) -> dict:
+    """The ``effdyn derive --json`` object of an example problem, through its kind."""
+    kind = kind_of(problem)
+    return kind.derive_summary(problem, kind.derivation(problem))
+
+
+def _automatic_lines(s: dict) -> list[str]:
+    """A user model's derivation (the automatic engine, docs/theory/automatic.md)."""
+    frozen = ", ".join(s["frozen_parameters"]) or "none"
+    drift = ", ".join(s["drift_parameters"]) or "none"
+    regime = "finite-time blow-up" if s["finite_time_blowup"] else "no finite-time blow-up"
+    return [
+        f"### {s['problem']}: automatic engine, loss {s['loss']}",
+        "",
+        f"q = {s['degree']}, field degree {s['field_degree']}: {regime}. Active: "
+        f"{', '.join(s['active_parameters'])}; frozen: {frozen}; drift: {drift}. Validated "
+        f"at ε = {', '.join(f'{e:g}' for e in s['validation']['eps'])} (relative errors "
+        f"{', '.join(f'{e:.2g}' for e in s['validation']['errors'])}).",
+        "",
+    ]
 
 
 def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> str:
@@ -245,6 +267,9 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
         "",
     ]
     for s in problems:
+        if s.get("engine") == "automatic":
+            lines += _automatic_lines(s)
+            continue
         lines += [
             f"### {s['problem']}: depth {s['depth']}, activations {', '.join(s['activations'])}",
             "",
