@@ -110,17 +110,44 @@ def predict(
     horizon: Annotated[
         float | None, typer.Option(help="Give up after this time (default: automatic).")
     ] = None,
+    around: Annotated[
+        Path | None,
+        typer.Option(
+            help="Expand around this state (.npz of leaves by name, or a train.npz) instead "
+            "of the small initialization; needs --small."
+        ),
+    ] = None,
+    small: Annotated[
+        str | None,
+        typer.Option(help="With --around: the small leaves, comma-separated (e.g. W_Q,W_K)."),
+    ] = None,
+    snapshot: Annotated[
+        int | None,
+        typer.Option(help="With --around a train.npz: the snapshot index (default: final)."),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Solve the effective dynamics from the problem's initialization: T*, escape, directions."""
+    """Solve the effective dynamics from the problem's initialization (or around a state):
+    T*, escape, directions."""
     if not (0 < rtol < 1):
         raise EffdynError(f"--rtol must lie in (0, 1), got {rtol}")
+    if (around is None) != (small is None):
+        raise EffdynError("--around and --small go together (a state and its small leaves)")
+    if snapshot is not None and around is None:
+        raise EffdynError("--snapshot needs --around (the train.npz to read it from)")
     from .dynamics.blowup import SolverOptions
     from .dynamics.predict import predict as run_predict
     from .problem import load_problem
 
     loaded = load_problem(problem)
-    result = run_predict(loaded, SolverOptions(rtol=rtol, horizon=horizon), progress=not json_out)
+    result = run_predict(
+        loaded,
+        SolverOptions(rtol=rtol, horizon=horizon),
+        progress=not json_out,
+        around=around,
+        small=small,
+        snapshot=snapshot,
+    )
     _emit(result.to_json(), json_out, _print_prediction)
 
 
@@ -148,6 +175,15 @@ def _print_prediction(r: dict) -> None:
     if "per_neuron" in r and r["per_neuron"]["first"] is not None:
         pn = r["per_neuron"]
         print(f"  first neuron to blow up: #{pn['first']} at t = {fmt(pn['t_star_min'])}")
+    if "around" in r:
+        a = r["around"]
+        where = f"snapshot {a['snapshot']} of " if a["snapshot"] is not None else ""
+        step = f" (step {a['step']})" if a["step"] is not None else ""
+        print(f"  around {where}{a['source']}{step}, small: {', '.join(a['small'])}")
+    if "bilinear" in r:
+        b = r["bilinear"]
+        sv = ", ".join(f"{v:.4g}" for v in b["singular_values"][:6])
+        print(f"  bilinear energy E = {b['form']}: singular values of F {sv}")
     for w in r["warnings"]:
         print(f"  warning: {w}")
 
@@ -166,16 +202,22 @@ def train_command(
     from .problem import load_problem
     from .training import save_run, summary_of, train
 
-    run = train(load_problem(problem), progress=not json_out)
-    save_run(run, out)
-    summary = {**summary_of(run), "out": str(out)}
-    _emit(
-        summary,
-        json_out,
-        lambda s: print(
-            f"{s['result']}: {s['message']}\n  wrote {out / 'train.npz'} and {out / 'result.json'}"
-        ),
-    )
+    loaded = load_problem(problem)
+    run = train(loaded, progress=not json_out)
+    names = list(loaded.leaf_names())
+    save_run(run, out, names=names)
+    snapshots = [
+        {"index": k, "step": int(step), "t": float(step) * run.lr}
+        for k, step in enumerate(run.snapshot_steps)
+    ]
+    summary = {**summary_of(run), "out": str(out), "leaf_names": names, "snapshots": snapshots}
+    _emit(summary, json_out, functools.partial(_print_training, out=out))
+
+
+def _print_training(s: dict, out: Path) -> None:
+    print(f"{s['result']}: {s['message']}\n  wrote {out / 'train.npz'} and {out / 'result.json'}")
+    shown = ", ".join(f"{p['index']}: t = {p['t']:.4g}" for p in s["snapshots"])
+    print(f"  snapshots (index: time; effdyn predict --around ... --snapshot INDEX): {shown}")
 
 
 @app.command("compare")

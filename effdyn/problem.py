@@ -155,6 +155,9 @@ class InitSpec:
     path: str | None = None
     scale: float = 0.005
     exponents: tuple[int, ...] | None = None
+    values: tuple | None = field(default=None, repr=False)
+    """The initial leaves themselves (leaf order), set by code, never by a problem file:
+    :func:`effdyn.dynamics.around.problem_around` (an expansion around a given state)."""
 
 
 @dataclass(frozen=True)
@@ -392,6 +395,8 @@ def initial_leaves(problem: Problem) -> tuple[np.ndarray, ...]:
         leaf_j = scales[j] * rng.standard_normal(shape_j)   # for every leaf j in order
     """
     shapes = problem.leaf_shapes()
+    if problem.init.values is not None:
+        return tuple(np.array(w, dtype=np.float64) for w in problem.init.values)
     if problem.init.path is not None:
         return _load_init_arrays(problem, shapes)
     rng = np.random.default_rng(problem.init.seed)

@@ -323,6 +323,63 @@ class Expansion:
     def loss_value(self, flat) -> float:
         return float(_call(self.model, "loss", flat))
 
+    def bilinear(self) -> dict | None:
+        """``E = tr(Aᵀ F B)`` in two active leaves, or None when ``E`` is not bilinear
+        (docs/theory/reexpansion.md#bilinear-energies).
+
+        ``E`` is bilinear when its polynomial degree is 2, exactly two leaves are active and
+        its Hessian has no ``A``–``A`` or ``B``–``B`` block. The cross block
+        ``H[a, b] = ∂²E/∂A_a ∂B_b`` (exact: the field is linear, so ``H`` is its Jacobian)
+        is then searched for a Kronecker form: for two matrices sharing an axis of size
+        ``r`` (``A``'s axis ``p``, ``B``'s axis ``p'``), ``H = F ⊗ I_r``, i.e.
+        ``E = Σ_{i,j,c} F_ij A_{i c} B_{j c}`` with ``i, j`` the free axes (for
+        ``p = p' = 1``: ``tr(Aᵀ F B)``). The first pairing that fits to ``1e-10`` relative,
+        in the order (1, 1), (0, 0), (1, 0), (0, 1), gives ``F``; when none fits, ``F`` is the
+        whole cross block, ``E = vec(A)ᵀ F vec(B)`` (row-major ``vec``).
+
+        Returns:
+            ``matrix`` (``F``), ``leaves`` (``[A, B]``), ``shared_axes`` (``[p, p']`` or
+            None), ``form``, ``singular_values``, ``left`` and ``right`` (the top singular
+            pair of ``F``) and ``kronecker_residual``.
+        """
+        if self.polynomial_degree != 2 or len(self.active) != 2:
+            return None
+        shapes = dict(zip(self.names, self.model.layout.shapes, strict=True))
+        small_names = [n for n, s in zip(self.names, self.small, strict=True) if s]
+        offsets = np.cumsum([0] + [int(np.prod(shapes[n])) for n in small_names])
+        where = {n: (offsets[i], offsets[i + 1]) for i, n in enumerate(small_names)}
+        hess = _hessian_of_linear_field(self.model, int(offsets[-1]))
+        a_name, b_name = self.active
+        sa, sb = (slice(*map(int, where[n])) for n in (a_name, b_name))
+        scale = float(np.max(np.abs(hess))) or 1.0
+        if max(np.max(np.abs(hess[sa, sa])), np.max(np.abs(hess[sb, sb]))) > BILINEAR_RTOL * scale:
+            return None
+        cross = hess[sa, sb]
+        a_shape, b_shape = shapes[a_name], shapes[b_name]
+        found = _kronecker_factor(cross, a_shape, b_shape, scale)
+        if found is None:
+            matrix, axes, residual = cross, None, 0.0
+            form = f"vec({a_name})ᵀ F vec({b_name})"
+        else:
+            matrix, axes, residual = found
+            form = {
+                (1, 1): f"tr({a_name}ᵀ F {b_name})",
+                (0, 0): f"tr({a_name} F {b_name}ᵀ)",
+                (1, 0): f"tr(Fᵀ {a_name} {b_name})",
+                (0, 1): f"Σ F_ij {a_name}_ci {b_name}_jc",
+            }[axes]
+        u, s, vt = np.linalg.svd(matrix)
+        return {
+            "matrix": matrix.tolist(),
+            "leaves": [a_name, b_name],
+            "shared_axes": list(axes) if axes is not None else None,
+            "form": form,
+            "singular_values": s.tolist(),
+            "left": u[:, 0].tolist(),
+            "right": vt[0].tolist(),
+            "kronecker_residual": float(residual),
+        }
+
     def summary(self) -> dict:
         """The keys ``effdyn derive --json`` reports for this expansion
         (docs/commands.md#derive)."""
@@ -347,6 +404,43 @@ class Expansion:
             ],
             "validation": self.validation,
         }
+
+
+BILINEAR_RTOL = 1e-10
+"""Relative size (to the largest Hessian entry) below which a block counts as zero."""
+
+
+@in_float64
+def _hessian_of_linear_field(model, size: int) -> np.ndarray:
+    """``H = ∂(∇E)/∂θ`` of a linear field: the field at the unit vectors (one compiled
+    ``vmap``)."""
+    basis = jnp.eye(size, dtype=jnp.float64)
+    return np.asarray(_field_columns(model, basis)).T
+
+
+@eqx.filter_jit
+def _field_columns(model, basis):
+    return jax.vmap(model.field)(basis)
+
+
+def _kronecker_factor(cross, a_shape, b_shape, scale):
+    """``(F, (p, p'), residual)`` with ``cross = F ⊗ I`` on the shared axes ``p, p'``, or
+    None (docs/theory/reexpansion.md#bilinear-energies)."""
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        return None
+    block = cross.reshape(*a_shape, *b_shape)
+    for p, q in ((1, 1), (0, 0), (1, 0), (0, 1)):
+        if a_shape[p] != b_shape[q]:
+            continue
+        # axes → (A free, A shared, B free, B shared)
+        t = np.moveaxis(block, (1 - p, p, 2 + (1 - q), 2 + q), (0, 1, 2, 3))
+        r = t.shape[1]
+        f = t[:, 0, :, 0]
+        want = np.einsum("ij,cd->icjd", f, np.eye(r))
+        residual = float(np.max(np.abs(t - want))) / scale
+        if residual <= BILINEAR_RTOL:
+            return f, (p, q), residual
+    return None
 
 
 @in_float64

@@ -23,16 +23,19 @@ a :class:`Prediction`: read-only mapping access (``result["t_star"]``) and
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 
 from .._jax import in_float64
+from ..errors import EffdynError
 from ..kinds import build_warnings, contract_keys, kind_of, solve_one
 from ..problem import Problem, initial_leaves
 from ..results import Result, check
+from .around import problem_around
 from .blowup import SolverOptions
 
 __all__ = ["Prediction", "predict", "solve_one"]
@@ -102,6 +105,9 @@ def predict(
     *,
     progress: bool = False,
     throw: bool = False,
+    around: str | Path | Mapping | None = None,
+    small: str | Sequence[str] | None = None,
+    snapshot: int | None = None,
 ) -> Prediction:
     """Solve the effective dynamics of ``problem`` from its initialization (module doc).
 
@@ -112,11 +118,23 @@ def predict(
         throw: raise on a failure code (``max_steps``, ``nonfinite``, ``solver_failed``)
             instead of returning it (docs/results.md); "no blow-up within the horizon" is an
             outcome and never raises.
+        around: expand around this state instead of the small initialization
+            (docs/theory/reexpansion.md): a mapping leaf name → array, a ``.npz`` of leaves
+            by name, or a ``train.npz``; the leaves named in ``small`` are small there and
+            their stored values are the initial condition. Adds the key ``around``.
+        small: the small leaves' names (a list, or one comma-separated string).
+        snapshot: with a ``train.npz``, the index of the snapshot to expand around (its
+            final leaves by default).
 
     Raises:
         EffdynError: bad input (one line), or a failure with ``throw=True``.
     """
     opts = opts or SolverOptions()
+    state = None
+    if around is not None or small is not None or snapshot is not None:
+        if around is None or small is None:
+            raise EffdynError("an expansion around a state needs both a state and small leaves")
+        problem, state = problem_around(problem, around, small, snapshot=snapshot)
     kind = kind_of(problem)
     deriv = kind.derivation(problem)
     params0 = initial_leaves(problem)
@@ -133,5 +151,12 @@ def predict(
     out["directions"] = directions
     if "n_orientations" not in out:  # a kind with per-leaf units gives its own counts
         out["n_orientations"] = len(directions.get("W1") or [])
+    if state is not None:
+        out["around"] = {
+            **state.describe(),
+            "small": [
+                n for n, g in zip(problem.leaf_names(), problem.init.exponents, strict=True) if g
+            ],
+        }
     check(traj.result, out["message"], throw=throw)
     return Prediction(out)

@@ -9,7 +9,10 @@ The derivation is an :class:`~effdyn.dynamics.auto.Expansion`; ``predict`` solve
 Extra keys of ``effdyn predict``: ``engine`` (``"automatic"``), ``active_parameters``,
 ``frozen_parameters``, ``drift_parameters``, ``finite_time_blowup``, ``model_homogeneous``,
 ``loss``, ``leaves`` (name, shape, exponent), ``directions`` per active leaf (its units, the
-slices along its unit axis, clustered into orientations) and ``n_orientations`` per leaf.
+slices along its unit axis, clustered into orientations) and ``n_orientations`` per leaf;
+when ``E`` is bilinear in two leaves, ``bilinear_matrix`` (``F`` of ``E = tr(Aᵀ F B)``) and
+``bilinear`` (its leaves, form, singular values and top singular pair;
+docs/theory/reexpansion.md#bilinear-energies).
 
 The real network of a user model is ``apply(params, x)`` on the template's pytree; before
 any work it is run once at the initialization and must return ``(n,)`` or ``(n, K)``
@@ -128,6 +131,10 @@ class Automatic(ModelKind):
             "leaves": deriv.summary()["leaves"],
             "n_orientations": {name: len(d) for name, d in directions.items()},
         }
+        bilinear = deriv.bilinear()
+        if bilinear is not None:  # E = tr(Aᵀ F B): docs/theory/reexpansion.md#bilinear-energies
+            extra["bilinear_matrix"] = bilinear.pop("matrix")
+            extra["bilinear"] = bilinear
         notes = []
         if deriv.frozen:
             notes.append(

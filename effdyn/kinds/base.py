@@ -7,11 +7,12 @@ shares live here, once: the contract's keys (:func:`contract_keys`), the per-uni
 solves them as one ensemble, docs/theory/effective-dynamics.md#two-layer) and the warnings
 builder (:func:`build_warnings`).
 
-Every kind takes every loss of :mod:`effdyn.losses` (``loss``). Parameters reserved for
-later work have their place in the signatures already and raise a one-line
-:class:`~effdyn.errors.EffdynError` where a kind does not implement them: an expansion
-``around`` a given state with the leaves named in ``small`` small, and
-:meth:`ModelKind.stages`. A leaf's *units* are the slices along its unit axis
+Every kind takes every loss of :mod:`effdyn.losses` (``loss``). An expansion around a given
+state needs nothing of a kind: ``predict`` rewrites the problem to per-leaf exponents (1 on
+the small leaves, 0 elsewhere) started from the state
+(:func:`effdyn.dynamics.around.problem_around`, docs/theory/reexpansion.md), which the
+automatic kind expands; the ``around``/``small`` arguments of :meth:`ModelKind.effective_model`
+stay refused with one line. :meth:`ModelKind.stages` is reserved for later work. A leaf's *units* are the slices along its unit axis
 (``[model] unit_axes``; rows by default): :meth:`ModelKind.unit_rows`.
 """
 
