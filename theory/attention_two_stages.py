@@ -194,17 +194,18 @@ def measure(settings) -> dict:
             qk_cos_right_at_second_escape=right,
         )
     m["stage2"] = m2
-    m["curves"] = _curves(run, run2, names, k_b, lr)
+    m["curves"] = _curves(run, run2, names, k_b, lr, (u_f, v_f))
     return m
 
 
-def _curves(run, run2, names, k_b, lr):
-    """Loss and the singular values of W_Q W_Kᵀ against t, stage 1 then from θ_b on."""
+def _curves(run, run2, names, k_b, lr, pair):
+    """Loss and the singular values of W_Q W_Kᵀ against t, stage 1 then from θ_b on, and
+    from θ_b on the |cos| of its top singular vectors with F's ``pair``."""
     iq, ik = names.index("attn/W_Q"), names.index("attn/W_K")
     t_loss = np.concatenate([run.t[: k_b + 1], k_b * lr + run2.t[1:]])
     loss = np.concatenate([run.loss[: k_b + 1], run2.loss[1:]])
     keep = np.unique(np.geomspace(1, len(t_loss), 600).astype(int) - 1)
-    sv_t, sv = [], []
+    sv_t, sv, cos_t, cos = [], [], [], []
     for r, offset, stop in ((run, 0.0, k_b), (run2, k_b * lr, None)):
         for j, step in enumerate(r.snapshot_steps):
             if stop is not None and step > stop:
@@ -212,7 +213,18 @@ def _curves(run, run2, names, k_b, lr):
             prod = r.snapshots[iq][j] @ r.snapshots[ik][j].T
             sv_t.append(offset + step * lr)
             sv.append(np.linalg.svd(prod, compute_uv=False).tolist())
-    return {"t": t_loss[keep].tolist(), "loss": loss[keep].tolist(), "sv_t": sv_t, "sv": sv}
+            if stop is None:
+                u, v, _ = _top_pair(prod)
+                cos_t.append(offset + step * lr)
+                cos.append([float(abs(u @ pair[0])), float(abs(v @ pair[1]))])
+    return {
+        "t": t_loss[keep].tolist(),
+        "loss": loss[keep].tolist(),
+        "sv_t": sv_t,
+        "sv": sv,
+        "cos_t": cos_t,
+        "cos": cos,
+    }
 
 
 def judge(card, m: dict, figures=()) -> Outcome:
@@ -294,7 +306,7 @@ def _figure(m, out_dir):
     from effdyn import plotting
 
     plt = plotting._pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12.0, 3.6))
     c = m["curves"]
     s2 = m["stage2"]
     t = np.asarray(c["t"])
@@ -316,12 +328,23 @@ def _figure(m, out_dir):
     ax2.set_xlabel("t")
     ax2.set_title(f"rank collapse: s₁(F) = {s2['singular_values_F'][0]:.3g}", fontsize=8)
     ax2.legend(fontsize=6.5)
+    cos = np.asarray(c["cos"])
+    ax3.plot(c["cos_t"], cos[:, 0], color="C0", lw=1.2, label="|cos(u₁(W_Q W_Kᵀ), u₁(F))|")
+    ax3.plot(c["cos_t"], cos[:, 1], color="C1", lw=1.2, label="|cos(v₁(W_Q W_Kᵀ), v₁(F))|")
+    ax3.axhline(ALIGN, color="0.5", ls=":", lw=0.9)
+    if "linear_end_t" in s2:
+        ax3.axvline(s2["linear_end_t"], color="k", ls="-.", lw=0.9, label="end of linear regime")
+    ax3.set_ylim(0.0, 1.02)
+    ax3.set_xlabel("t (from the saddle on)")
+    ax3.set_title("stage 2: alignment with F's singular pair", fontsize=8)
+    ax3.legend(fontsize=6.5, loc="lower left")
     fig.suptitle(f"one-layer attention, ε = {s2['eps']:g}: two stages", fontsize=9)
     path = plotting.save_figure(fig, Path(out_dir) / "attention_two_stages.png")
     return (
         path,
         "Attention: the loss's two plateaus (small init, then the saddle where the value chain "
-        "has converged) and the singular values of W_Q W_Kᵀ collapsing to one in stage 2",
+        "has converged), the singular values of W_Q W_Kᵀ collapsing to one in stage 2, and "
+        "its top singular pair aligning with F's",
     )
 
 
