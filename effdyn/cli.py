@@ -34,6 +34,9 @@ EXIT_BAD_INPUT = 2
 @app.callback()
 def _root() -> None:
     """Leading-order effective dynamics of neural networks at small initialization."""
+    from .cache import enable_compilation_cache
+
+    enable_compilation_cache()  # EFFDYN_CACHE_DIR (off disables): docs/precision.md
 
 
 def _fail(message: str, as_json: bool) -> None:

@@ -1,7 +1,7 @@
 """Grouping weight vectors into condensed orientations and lines
 (docs/theory/measuring.md#condensation-metrics).
 
-Vectors are compared by cosine: agglomerative clustering (scikit-learn, average linkage) on
+Vectors are compared by cosine: agglomerative clustering (SciPy's average linkage) on
 the distance ``1 − cos`` counts *orientations* (``u`` and ``−u`` apart), on ``1 − |cos|``
 counts *lines* (``u`` and ``−u`` together). ``threshold`` is that distance: two clusters
 merge while their average distance is below it.
@@ -69,17 +69,18 @@ def cluster_orientations(
     if len(members) == 1:
         found = np.zeros(1, int)
     else:
-        from sklearn.cluster import AgglomerativeClustering
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.spatial.distance import squareform
 
         cos = np.clip(members @ members.T, -1.0, 1.0)
         dist = 1.0 - (np.abs(cos) if lines else cos)
         np.fill_diagonal(dist, 0.0)
-        found = AgglomerativeClustering(
-            n_clusters=None,
-            metric="precomputed",
-            linkage="average",
-            distance_threshold=threshold,
-        ).fit_predict(np.maximum(dist, 0.0))
+        dist = np.maximum(0.5 * (dist + dist.T), 0.0)
+        # average linkage, cut where the merge distance reaches the threshold
+        tree = linkage(squareform(dist, checks=False), method="average")
+        raw = fcluster(tree, t=threshold * (1 - 1e-12), criterion="distance")
+        _, first, found = np.unique(raw, return_index=True, return_inverse=True)
+        found = np.argsort(np.argsort(first))[found]  # clusters numbered by first member
     order = np.argsort(-np.bincount(found), kind="stable")
     relabel = np.empty_like(order)
     relabel[order] = np.arange(len(order))

@@ -12,8 +12,9 @@ state needs nothing of a kind: ``predict`` rewrites the problem to per-leaf expo
 the small leaves, 0 elsewhere) started from the state
 (:func:`effdyn.dynamics.around.problem_around`, docs/theory/reexpansion.md), which the
 automatic kind expands; the ``around``/``small`` arguments of :meth:`ModelKind.effective_model`
-stay refused with one line. :meth:`ModelKind.stages` is reserved for later work. A leaf's *units* are the slices along its unit axis
-(``[model] unit_axes``; rows by default): :meth:`ModelKind.unit_rows`.
+stay refused with one line. :meth:`ModelKind.stages` is reserved for later work. A leaf's
+*units* are the slices along its unit axis (``[model] unit_axes``; rows by default):
+:meth:`ModelKind.unit_rows`.
 """
 
 from __future__ import annotations
