@@ -72,6 +72,9 @@ LOSS_NAMES = ("mse", "cross_entropy", "logistic", "exponential")
 OPTIMIZERS = ("gd", "adam")
 _CNN_ONLY = ("channels", "kernel", "stride")
 _JAX_ONLY = ("file", "apply", "params")
+MAX_DEPTH = 1000
+"""The deepest fully connected network a problem file may ask for."""
+
 _BUILTIN_ONLY = ("depth", "width", "widths", "activation", "bias")
 _DATA_SOURCES = ("dataset", "path", "x")
 
@@ -649,6 +652,8 @@ def _parse_model(sec: _Section, base_dir: str | Path = ".") -> ModelSpec:
         if sec.has(key):
             raise sec.error(f"key {key!r} is only for kind = 'cnn' (this model is 'fc')")
     depth = sec.at_least("depth", sec.get("depth", "an integer"), 2)
+    if depth > MAX_DEPTH:
+        raise sec.error(f"depth must be at most {MAX_DEPTH}, got {depth}")
     return ModelSpec(
         "fc",
         depth,
