@@ -42,6 +42,7 @@ import numpy as np
 
 from effdyn.data.datasets import load_dataset
 from effdyn.errors import ProblemError
+from effdyn.memory import check_problem
 
 DEFAULT_SCALE = 0.005
 """Std of every initial weight when ``[init]`` gives none (Zhou et al. 2022 use 0.005)."""
@@ -372,6 +373,7 @@ def problem_from_dict(
     )
     if model.unit_axes:
         _check_unit_axes(sections["model"], problem)
+    check_problem(problem)  # before any weights exist: a width of 1e11 is refused here
     if problem.init.path is not None:
         initial_params(problem)  # a bad weights file is a load-time error, not a mid-run one
     return problem

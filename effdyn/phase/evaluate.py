@@ -43,6 +43,7 @@ import math
 import numpy as np
 
 from .._jax import in_float64
+from ..memory import check_arrays
 from ..problem import Problem
 from ..results import Result
 from . import three_layer, two_layer
@@ -56,6 +57,10 @@ from .regimes import (
     slopes_of,
     train_batch,
 )
+
+ARRAYS_PER_POINT = 4
+"""Weight-sized float64 arrays a point holds while it trains: its weights, their gradient,
+its initial weights (for RD) and one more (the masked update)."""
 
 TRAIN_OPTIONS = ("lr_scale", "lr", "tol", "max_steps", "chunk", *three_layer.EXPONENTS)
 
@@ -102,6 +107,7 @@ def evaluate_points(
         raise ValueError(f"phase diagrams need a fully connected problem, got {base.model.kind!r}")
     xt, y = base.inputs(), base.data.y
     m = int(points[0]["width"])
+    check_batch(kind, base, m, len(points))
     builder = _two_layer_member if kind == "two_layer" else _three_layer_member
     members = [builder(p, m, xt.shape[1], y.shape[1], options) for p in points]
     params0 = tuple(np.stack(ws) for ws in zip(*(mb[0] for mb in members), strict=True))
@@ -117,6 +123,26 @@ def evaluate_points(
         chunk=options["chunk"],
     )
     return [_result(layers, run, i, params0, members[i][2]) for i in range(len(points))]
+
+
+def point_weights(kind: str, m: int, input_dim: int, d_out: int) -> int:
+    """Weights of one point: ``m·D + d_out·m`` (two layers), plus ``m²`` (three layers)."""
+    hidden = len(diagram(kind).layers) - 1
+    return m * input_dim + (hidden - 1) * m * m + d_out * m
+
+
+def check_batch(kind: str, base: Problem, m: int, batch: int) -> None:
+    """Refuse (one-line :class:`~effdyn.errors.ProblemError`) a batch of ``batch`` width-``m``
+    points whose :data:`ARRAYS_PER_POINT` weight-sized float64 arrays would not fit in memory
+    (docs/precision.md#memory), before anything is allocated."""
+    weights = point_weights(kind, int(m), base.input_dim, base.d_out)
+    label = "two-layer" if kind == "two_layer" else "three-layer"
+    check_arrays(
+        base.source,
+        f"{ARRAYS_PER_POINT} copies of the {weights:.3g} weights of {batch} width-{m} "
+        f"{label} point(s)",
+        ARRAYS_PER_POINT * weights * int(batch),
+    )
 
 
 def slopes(

@@ -53,7 +53,7 @@ from ..problem import Problem
 from ..sweeps.spec import Dim, SweepSpec, is_number, one_line, shown, values_of
 from ..sweeps.study import Study
 from .diagrams import BY_DEPTH, DIAGRAMS, GRID_KEYS, KINDS, OPTION_KEYS, Diagram
-from .evaluate import evaluate_points, point_shape
+from .evaluate import check_batch, evaluate_points, point_shape
 
 
 class PhaseSweep(NamedTuple):
@@ -193,6 +193,8 @@ def load_sweep(path: str | Path) -> PhaseSweep:
             f"([model] kind = 'fc'), got {problem.model.kind!r}"
         )
     spec = sweep_from_table(sweep, source=source, depth=problem.model.depth)
+    widest = max(int(p["width"]) for p in spec.points()) if spec.n_points else 1
+    check_batch(spec.kind, problem, widest, 1)  # the widest point alone must fit
     return PhaseSweep(problem, spec, train_options(problem, spec))
 
 
