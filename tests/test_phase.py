@@ -362,6 +362,37 @@ def test_three_layer_slopes_and_figures(tmp_path):
     assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 5000
 
 
+def test_a_full_two_layer_grid_is_drawn_as_cells_of_its_slopes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import QuadMesh
+
+    from effdyn.phase.plot import _heatmap, _is_grid
+
+    gammas, primes = (0.5, 1.0, 2.0), (-0.5, 0.0, 0.5, 1.0)
+    results = [
+        ({"gamma": g, "gamma_prime": gp, "width": m, "seed": 0}, {"rd_W1": m ** (g - gp)})
+        for g in gammas
+        for gp in primes
+        for m in (10, 100)
+        if (g, gp) != (2.0, 1.0)  # one cell without points: no group, not a grid
+    ]
+    assert not _is_grid(slopes("two_layer", results), "gamma_prime", "gamma")
+    results += [({"gamma": 2.0, "gamma_prime": 1.0, "width": 10, "seed": 0}, {"rd_W1": 1.0})]
+    groups = slopes("two_layer", results)  # that cell now has one width: a NaN slope
+    assert _is_grid(groups, "gamma_prime", "gamma")
+    fig, ax = plt.subplots()
+    _heatmap(ax, groups, "W1", "gamma_prime", "gamma", "S")
+    (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    cells = np.ma.masked_invalid(mesh.get_array()).reshape(len(gammas), len(primes))
+    expected = np.array([[g - gp for gp in primes] for g in gammas])  # rows γ, columns γ'
+    assert np.allclose(cells[:2], expected[:2], atol=1e-12)
+    assert np.allclose(cells[2, :3], expected[2, :3], atol=1e-12) and cells.mask[2, 3]
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # Physics
 

@@ -9,6 +9,7 @@ mid-run). The last tests run :func:`effdyn.phase.phase_diagram` on tiny real swe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -547,6 +548,13 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 @pytest.fixture
 def dask_cluster(tmp_path, fake):
     """``dask scheduler`` + two ``dask worker --no-nanny`` processes; yields (address, workers)."""
+    with _cluster(tmp_path, fake, [[], []]) as out:
+        yield out
+
+
+@contextlib.contextmanager
+def _cluster(tmp_path, fake, worker_args):
+    """A scheduler and one worker per entry of ``worker_args`` (extra arguments each)."""
     from distributed import Client
 
     config = fake()
@@ -569,15 +577,15 @@ def dask_cluster(tmp_path, fake):
         workers = [
             subprocess.Popen(
                 [DASK, "worker", "--scheduler-file", scheduler_file, "--nthreads", "1",
-                 "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"],
+                 "--no-nanny", "--host", "127.0.0.1", "--no-dashboard", *extra],
                 env=env, stdout=logs, stderr=subprocess.STDOUT,
             )
-            for _ in range(2)
+            for extra in worker_args
         ]  # fmt: skip
         procs += workers
         address = json.loads(scheduler_file.read_text())["address"]
         with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(len(worker_args), timeout=60)
         yield address, workers
     finally:
         _stop(procs)
@@ -596,6 +604,17 @@ def test_dask_scheduler_matches_local(tmp_path, fake, dask_cluster):
         open_store(tmp_path / "dask.zarr"), open_store(tmp_path / "local.zarr")
     )
     assert len({line.split()[1] for line in log.read_text().splitlines()}) == 2  # both workers
+
+
+def test_dask_sends_every_batch_to_the_worker_with_an_accelerator(tmp_path, fake):
+    """One worker declares ``GPU=1``, one does not: every batch runs on the first."""
+    with _cluster(tmp_path, fake, [["--resources", "GPU=1"], []]) as (address, workers):
+        log = tmp_path / "log.txt"
+        fake(log=log)
+        out = run(tmp_path / "s.zarr", scheduler=address, batch_size=3)
+        assert (out["computed"], out["failed"]) == (36, 0)
+        pids = {int(line.split()[1]) for line in log.read_text().splitlines()}
+        assert pids == {workers[0].pid}
 
 
 def test_dask_worker_killed_mid_run_loses_no_point(tmp_path, fake, dask_cluster):

@@ -49,7 +49,10 @@ def plot_phase_diagram(groups: list[dict], kind: str, path, title: str) -> str:
     plt = _pyplot()
     if kind == "two_layer":
         fig, ax = plt.subplots(figsize=(6.0, 5.0))
-        _panel(ax, groups, "W1", _GAMMA_PRIME, _GAMMA, "slope S of RD(W1)")
+        if _is_grid(groups, _GAMMA_PRIME, _GAMMA):
+            _heatmap(ax, groups, "W1", _GAMMA_PRIME, _GAMMA, "slope S of RD(W1)")
+        else:
+            _panel(ax, groups, "W1", _GAMMA_PRIME, _GAMMA, "slope S of RD(W1)")
         _two_layer_boundaries(ax, groups)
         ax.set_title(_title("two-layer phase diagram (Luo et al. 2021)", title), fontsize=9)
         return save_figure(fig, path)
@@ -90,6 +93,53 @@ def _panel(ax, groups, layer, x_key, y_key, label) -> None:
     ax.set_ylabel(_LABELS.get(y_key, y_key))
     if (~finite).any():
         ax.legend(fontsize=7, loc="lower right")
+
+
+def _is_grid(groups, x_key, y_key) -> bool:
+    """Whether the groups are a full grid of at least 2 × 2 distinct ``(x, y)`` values."""
+    pairs = {(float(g.get(x_key, math.nan)), float(g.get(y_key, math.nan))) for g in groups}
+    xs, ys = {x for x, _ in pairs}, {y for _, y in pairs}
+    return len(xs) >= 2 and len(ys) >= 2 and len(pairs) == len(xs) * len(ys) == len(groups)
+
+
+def _edges(values) -> np.ndarray:
+    """Cell edges around sorted centres: midpoints, and half a spacing beyond the ends."""
+    v = np.array(sorted(values), dtype=float)
+    mids = 0.5 * (v[1:] + v[:-1])
+    return np.concatenate([[v[0] - (mids[0] - v[0])], mids, [v[-1] + (v[-1] - mids[-1])]])
+
+
+def _heatmap(ax, groups, layer, x_key, y_key, label) -> None:
+    """The grid's slopes as coloured cells (same colour scale as :func:`_panel`), each
+    labelled with its value; a cell without a slope is grey and marked ×."""
+    import matplotlib.colors as mcolors
+
+    xs = sorted({float(g[x_key]) for g in groups})
+    ys = sorted({float(g[y_key]) for g in groups})
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for g in groups:
+        value = float(g.get("slopes", {}).get(layer, math.nan))
+        grid[ys.index(float(g[y_key])), xs.index(float(g[x_key]))] = value
+    finite = np.isfinite(grid)
+    span = max(float(np.max(np.abs(grid[finite]))) if finite.any() else 0.0, 0.5)
+    norm = mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
+    ax.set_facecolor("0.85")
+    mesh = ax.pcolormesh(
+        _edges(xs),
+        _edges(ys),
+        np.ma.masked_invalid(grid),
+        cmap="RdBu_r",
+        norm=norm,
+        edgecolors="0.6",
+        linewidth=0.5,
+    )
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            text = f"{grid[i, j]:+.2f}" if finite[i, j] else "×"
+            ax.text(x, y, text, ha="center", va="center", fontsize=7)
+    ax.figure.colorbar(mesh, ax=ax, label=label)
+    ax.set_xlabel(_LABELS.get(x_key, x_key))
+    ax.set_ylabel(_LABELS.get(y_key, y_key))
 
 
 def _two_layer_boundaries(ax, groups) -> None:

@@ -35,6 +35,11 @@ Python environment as the workers, which must be able to import effdyn)::
     #   effdyn phase-diagram sweep.toml --out sweep.zarr --executor dask \\
     #       --scheduler tcp://10.1.2.3:41234
 
+Workers with an accelerator declare it, ``dask worker --resources GPU=1`` (one worker per
+device, ``CUDA_VISIBLE_DEVICES`` set per worker): when any worker does, every batch is sent
+to one of them, one batch per device at a time (:func:`accelerator_resources`;
+docs/gpu.md).
+
 Without dask-jobqueue: ``dask scheduler --scheduler-file sched.json`` on a login node,
 ``srun dask worker --scheduler-file sched.json --nthreads 1`` in a job, and
 ``--scheduler sched.json`` (a scheduler file works in place of an address).
@@ -251,9 +256,15 @@ class DaskExecutor:
             raise RuntimeError("use DaskExecutor as a context manager (with ... as executor)")
         batch_of = {}
         futures = []
+        resources = accelerator_resources(self.client.scheduler_info().get("workers", {}))
         for batch in batches:
             future = self.client.submit(
-                evaluate_batch, evaluate, batch, retries=self.retries, pure=False
+                evaluate_batch,
+                evaluate,
+                batch,
+                retries=self.retries,
+                pure=False,
+                resources=resources,
             )
             batch_of[future.key] = batch
             futures.append(future)
@@ -272,6 +283,30 @@ class DaskExecutor:
             for future in futures:
                 if not future.done():
                     future.cancel()
+
+
+ACCELERATOR = "GPU"
+"""The worker resource that marks a worker with an accelerator (``dask worker --resources
+GPU=1``): when any worker declares it, every batch asks for one unit of it."""
+
+
+def accelerator_resources(workers: dict) -> dict | None:
+    """``{"GPU": 1}`` when a worker of the scheduler's ``workers`` table declares a ``GPU``
+    resource, else ``None`` (tasks go to any worker).
+
+    With a unit per worker, the scheduler runs one batch at a time on each accelerator (its
+    memory holds one batch, docs/gpu.md#three-layer-at-width-10000) and never sends a batch
+    to a CPU-only worker of the same cluster while an accelerator is there.
+
+    >>> accelerator_resources({"tcp://a": {"resources": {"GPU": 1}}, "tcp://b": {}})
+    {'GPU': 1}
+    >>> accelerator_resources({"tcp://b": {"resources": {}}}) is None
+    True
+    """
+    for info in workers.values():
+        if float((info.get("resources") or {}).get(ACCELERATOR, 0)) > 0:
+            return {ACCELERATOR: 1}
+    return None
 
 
 def make_executor(
