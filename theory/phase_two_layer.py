@@ -8,8 +8,8 @@ from pathlib import Path
 
 from effdyn.cards import Card, Outcome
 from effdyn.phase import evaluate_points, slopes
-from effdyn.phase.regimes import theory_regime
 from effdyn.phase.plot import plot_phase_diagram, plot_rd_over_widths
+from effdyn.phase.regimes import theory_regime
 from effdyn.problem import problem_from_dict
 
 PAPER_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}  # Luo et al. 2021 (2007.07497), ReLU, γ' = 0
