@@ -3,7 +3,9 @@
 
 Every ``effdyn`` command turns on JAX's persistent compilation cache before it compiles
 anything, so that a second process skips XLA's compilation of the functions an earlier one
-compiled (tracing still happens in every process). The folder is
+compiled; and keeps the blow-up solvers, traced and lowered, as ``jax.export`` artifacts in
+its ``exported/`` subfolder (:mod:`effdyn.dynamics.aot`), so that a second process does not
+trace them again either. The folder is
 
 - ``$EFFDYN_CACHE_DIR`` when set (``EFFDYN_CACHE_DIR=off`` disables the cache);
 - otherwise ``$XDG_CACHE_HOME/effdyn/jax`` (``~/.cache/effdyn/jax`` when ``XDG_CACHE_HOME`` is
@@ -72,6 +74,9 @@ def enable_compilation_cache(warn=None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from .dynamics import aot
+
+    aot.enable(path)  # the solver's exported artifacts too: no tracing in a warm process
     return path
 
 

@@ -25,6 +25,8 @@ results are :class:`~effdyn.results.Result` codes (docs/results.md).
 
 from __future__ import annotations
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -35,6 +37,7 @@ import optimistix as optx
 from .._jax import in_float64, is_traced
 from ..errors import EffdynError
 from ..results import Result, check, describe
+from . import aot
 from .model import EffectiveModel
 
 
@@ -240,6 +243,11 @@ def solve_blowup_traced(
 _solve_compiled = eqx.filter_jit(solve_blowup_traced)
 
 
+def _as_dict(module: eqx.Module) -> dict:
+    """A module's fields as a plain dict (an export's output must be a plain pytree)."""
+    return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)}
+
+
 @in_float64
 def solve_blowup(
     model: EffectiveModel,
@@ -266,7 +274,20 @@ def solve_blowup(
     """
     traced = is_traced(model, theta0)
     if not traced:
-        traj = _solve_compiled(model, theta0, opts)
+        fields = None
+        if aot.enabled():  # a serialized export, traced once per shape and settings
+            fields = aot.call(
+                "solve_blowup",
+                lambda m, th: _as_dict(solve_blowup_traced(m, th, opts)),
+                model,
+                (jnp.asarray(theta0, dtype=jnp.float64),),
+                settings=opts,
+                module=__name__,
+            )
+        if fields is not None:
+            traj = Trajectory(**fields)
+        else:
+            traj = _solve_compiled(model, theta0, opts)
         check(traj.result, solve_message(model, traj) if throw else None, throw=throw)
         return traj
     if throw:
