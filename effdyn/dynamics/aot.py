@@ -65,7 +65,10 @@ def fingerprint(model, probe_size: int) -> str:
     leaves, treedef = jax.tree.flatten(dynamic)
     avals = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves]
     theta = jax.ShapeDtypeStruct((probe_size,), np.float64)
-    parts = [str(treedef), repr([(a.shape, str(a.dtype)) for a in avals])]
+    # Static callables print with their address, which differs between processes; what they
+    # compute is in the jaxprs below.
+    layout = re.sub(r" at 0x[0-9a-fA-F]+", "", str(treedef))
+    parts = [layout, repr([(a.shape, str(a.dtype)) for a in avals])]
     for name in ("field", "energy", "loss"):
 
         def probe(flat_leaves, th, name=name):
@@ -92,7 +95,8 @@ def call(
         model: the effective model (its arrays become the export's arguments).
         arrays: further array arguments (the initial states).
         settings: the solver options and any static settings (their ``repr`` is keyed).
-        module: the name of the module defining ``fn`` (its source is keyed).
+        module: the name of the module defining ``fn``, or a tuple of the modules whose
+            code it runs (their source is keyed).
     """
     dynamic, static = eqx.partition(model, eqx.is_array)
     leaves, treedef = jax.tree.flatten(dynamic)
@@ -171,7 +175,8 @@ def _versions() -> list[str]:
 
 
 def _key(name, module, model_print, settings, args) -> str:
-    source = inspect.getsource(sys.modules[module])
+    names = (module,) if isinstance(module, str) else tuple(module)
+    source = "\n".join(inspect.getsource(sys.modules[name]) for name in names)
     text = "\n".join(
         [
             name,

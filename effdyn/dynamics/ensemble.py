@@ -34,6 +34,7 @@ import numpy as np
 from .._jax import in_float64
 from ..progress import progress_bar
 from ..results import Result, check, describe
+from . import aot
 from .blowup import DEFAULT_OPTIONS, SolverOptions, settle_tolerance
 from .model import EffectiveModel
 from .rowwise import integrate_rows
@@ -193,13 +194,30 @@ def solve_ensemble(
             size = block.shape[0]
             if size < chunk:  # pad with copies of the last row: same shape, no recompilation
                 block = np.concatenate([block, np.repeat(block[-1:], chunk - size, axis=0)])
-            out = _solve_chunk(model, jnp.asarray(block), opts)
+            out = _chunk(model, jnp.asarray(block), opts)
             pieces.append({key: np.asarray(val)[:size] for key, val in out.items()})
             bar.advance(size)
     ens = Ensemble(**{key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]})
     if throw:
         _raise_on_failure(model, ens)
     return ens
+
+
+def _chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions) -> dict:
+    """:func:`_solve_chunk`, through its exported artifact when the cache is on
+    (:mod:`effdyn.dynamics.aot`: no tracing in a warm process)."""
+    if aot.enabled():
+        out = aot.call(
+            "solve_ensemble_chunk",
+            lambda m, th: _solve_chunk(m, th, opts),
+            model,
+            (thetas,),
+            settings=opts,
+            module=(__name__, integrate_rows.__module__),
+        )
+        if out is not None:
+            return out
+    return _solve_chunk(model, thetas, opts)
 
 
 def _raise_on_failure(model: EffectiveModel, ens: Ensemble) -> None:
