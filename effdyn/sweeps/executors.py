@@ -295,8 +295,8 @@ def accelerator_resources(workers: dict) -> dict | None:
     resource, else ``None`` (tasks go to any worker).
 
     With a unit per worker, the scheduler runs one batch at a time on each accelerator (its
-    memory holds one batch, docs/gpu.md#three-layer-at-width-10000) and never sends a batch
-    to a CPU-only worker of the same cluster while an accelerator is there.
+    memory holds one batch, docs/gpu.md#three-layer-diagrams-at-width-10-000) and never
+    sends a batch to a CPU-only worker of the same cluster while an accelerator is there.
 
     >>> accelerator_resources({"tcp://a": {"resources": {"GPU": 1}}, "tcp://b": {}})
     {'GPU': 1}
