@@ -33,6 +33,7 @@ The script imports neither zarr nor dask: it measures the compute, not the store
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -52,7 +53,7 @@ from effdyn.dynamics.ensemble import solve_ensemble  # noqa: E402
 from effdyn.dynamics.model import effective_model  # noqa: E402
 from effdyn.phase.evaluate import evaluate_points  # noqa: E402
 from effdyn.phase.regimes import train_batch  # noqa: E402
-from effdyn.problem import load_problem, problem_from_dict  # noqa: E402
+from effdyn.problem import initial_leaves, load_problem, problem_from_dict  # noqa: E402
 from effdyn.results import Result  # noqa: E402
 from effdyn.symbolic import derive  # noqa: E402
 
@@ -150,13 +151,12 @@ def gd(cfg: dict, bandwidth: float) -> dict:
     problem = load_problem(ROOT / "examples" / "fig2_tanh.toml")
     seeds, steps = cfg["gd_seeds"], cfg["gd_steps"]
     shapes = problem.layer_shapes()
-    params0 = []
-    for shape in shapes:  # one seed per member: rng(seed) draws W1 then W2, as initial_leaves
-        params0.append(np.empty((seeds, *shape)))
-    for s in range(seeds):
-        rng = np.random.default_rng(s)
-        for j, shape in enumerate(shapes):
-            params0[j][s] = problem.init.scales[j] * rng.standard_normal(shape)
+    # member s starts from the problem's own initialization with init.seed = s
+    draws = [
+        initial_leaves(dataclasses.replace(problem, init=dataclasses.replace(problem.init, seed=s)))
+        for s in range(seeds)
+    ]
+    params0 = [np.stack(leaf) for leaf in zip(*draws, strict=True)]
     args = (
         tuple(problem.model.activations),
         tuple(params0),

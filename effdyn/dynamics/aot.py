@@ -26,6 +26,7 @@ the solve is the ordinary ``jit`` path. Results are identical either way (a test
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -42,7 +43,8 @@ import jax
 import numpy as np
 
 _ENABLED: dict[str, Path | None] = {"folder": None}
-_CALLERS: dict[str, Callable] = {}
+_CALLERS: dict[str, Callable | None] = {}
+"""Per key, the deserialized export's jitted call (None: the computation is not exportable)."""
 _VERSIONS: list[str] = []
 
 
@@ -83,47 +85,48 @@ def fingerprint(model, probe_size: int) -> str:
     return "\n".join(parts)
 
 
-def call(
-    name: str, fn: Callable, model, arrays: tuple, *, settings: Any, module: str
-) -> dict | None:
-    """``fn(model, *arrays)`` (a dict of arrays) through a serialized export, or None when
-    the computation cannot be exported (then the caller runs its ordinary ``jit`` path).
+def compiled(
+    name: str, fn: Callable, model, arrays: tuple, *, settings: Any, module
+) -> Callable | None:
+    """A callable ``run(model, *arrays) -> dict`` of ``fn`` through a serialized export, or
+    None when the computation cannot be exported (the caller then runs its ``jit`` path).
+
+    The key (module doc) is computed once here, so a caller looping over chunks of one
+    shape resolves it once and calls the result in the loop.
 
     Args:
         name: the solve's name (part of the key).
-        fn: the traced computation; returns a dict of arrays.
+        fn: the traced computation ``fn(model, *arrays)``; returns a dict of arrays.
         model: the effective model (its arrays become the export's arguments).
-        arrays: further array arguments (the initial states).
+        arrays: example array arguments (the initial states): their shapes and dtypes.
         settings: the solver options and any static settings (their ``repr`` is keyed).
         module: the name of the module defining ``fn``, or a tuple of the modules whose
             code it runs (their source is keyed).
     """
     dynamic, static = eqx.partition(model, eqx.is_array)
     leaves, treedef = jax.tree.flatten(dynamic)
-    args = [*leaves, *(jax.numpy.asarray(a) for a in arrays)]
-    probe = int(np.shape(arrays[0])[-1])
-    key = _key(name, module, fingerprint(model, probe), settings, args)
-    if key in _CALLERS and _CALLERS[key] is None:
-        return None
-    caller = _CALLERS.get(key)
-    if caller is None:
+    avals = [jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in (*leaves, *arrays)]
+    key = _key(name, module, fingerprint(model, int(np.shape(arrays[0])[-1])), settings, avals)
+    if key not in _CALLERS:
         exported = _load(key)
         if exported is None:
-            n_model = len(leaves)
 
             def flat(*flat_args):
-                m = eqx.combine(jax.tree.unflatten(treedef, flat_args[:n_model]), static)
-                return fn(m, *flat_args[n_model:])
+                m = eqx.combine(jax.tree.unflatten(treedef, flat_args[: len(leaves)]), static)
+                return fn(m, *flat_args[len(leaves) :])
 
-            avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
             exported = _export(flat, avals)
-            if exported is None:  # not exportable here: the ordinary jit path, every time
-                _CALLERS[key] = None
-                return None
-            _store(key, exported)
-        caller = jax.jit(exported.call)
-        _CALLERS[key] = caller
-    return caller(*args)
+            if exported is not None:
+                _store(key, exported)
+        _CALLERS[key] = None if exported is None else jax.jit(exported.call)
+    caller = _CALLERS[key]
+    if caller is None:
+        return None
+
+    def run(model_now, *arrays_now):
+        return caller(*jax.tree.leaves(eqx.filter(model_now, eqx.is_array)), *arrays_now)
+
+    return run
 
 
 def _export(flat: Callable, avals: list):
@@ -174,13 +177,18 @@ def _versions() -> list[str]:
     return _VERSIONS
 
 
+@functools.cache
+def _source_digest(names: tuple[str, ...]) -> str:
+    source = "\n".join(inspect.getsource(sys.modules[n]) for n in names)
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
 def _key(name, module, model_print, settings, args) -> str:
     names = (module,) if isinstance(module, str) else tuple(module)
-    source = "\n".join(inspect.getsource(sys.modules[name]) for name in names)
     text = "\n".join(
         [
             name,
-            hashlib.sha256(source.encode()).hexdigest(),
+            _source_digest(names),
             model_print,
             repr(settings),
             repr([(tuple(a.shape), str(a.dtype)) for a in args]),

@@ -274,18 +274,19 @@ def solve_blowup(
     """
     traced = is_traced(model, theta0)
     if not traced:
-        fields = None
+        theta0 = jnp.asarray(theta0, dtype=jnp.float64)
+        run = None
         if aot.enabled():  # a serialized export, traced once per shape and settings
-            fields = aot.call(
+            run = aot.compiled(
                 "solve_blowup",
                 lambda m, th: _as_dict(solve_blowup_traced(m, th, opts)),
                 model,
-                (jnp.asarray(theta0, dtype=jnp.float64),),
+                (theta0,),
                 settings=opts,
                 module=__name__,
             )
-        if fields is not None:
-            traj = Trajectory(**fields)
+        if run is not None:
+            traj = Trajectory(**run(model, theta0))
         else:
             traj = _solve_compiled(model, theta0, opts)
         check(traj.result, solve_message(model, traj) if throw else None, throw=throw)

@@ -188,13 +188,14 @@ def solve_ensemble(
     n = thetas.shape[0]
     chunk = max(1, min(chunk_size, n))
     pieces = []
+    run = _chunk_solver(model, thetas[:chunk], opts)  # every chunk has this shape
     with progress_bar("effective dynamics", total=n, enabled=progress) as bar:
         for start in range(0, n, chunk):
             block = thetas[start : start + chunk]
             size = block.shape[0]
             if size < chunk:  # pad with copies of the last row: same shape, no recompilation
                 block = np.concatenate([block, np.repeat(block[-1:], chunk - size, axis=0)])
-            out = _chunk(model, jnp.asarray(block), opts)
+            out = run(model, jnp.asarray(block))
             pieces.append({key: np.asarray(val)[:size] for key, val in out.items()})
             bar.advance(size)
     ens = Ensemble(**{key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]})
@@ -203,21 +204,22 @@ def solve_ensemble(
     return ens
 
 
-def _chunk(model: EffectiveModel, thetas: jax.Array, opts: SolverOptions) -> dict:
-    """:func:`_solve_chunk`, through its exported artifact when the cache is on
-    (:mod:`effdyn.dynamics.aot`: no tracing in a warm process)."""
+def _chunk_solver(model: EffectiveModel, block: np.ndarray, opts: SolverOptions):
+    """``run(model, thetas)`` for chunks shaped like ``block``: :func:`_solve_chunk` through
+    its exported artifact when the cache is on (:mod:`effdyn.dynamics.aot`: no tracing in a
+    warm process), else :func:`_solve_chunk` itself. Resolved once per ensemble."""
     if aot.enabled():
-        out = aot.call(
+        run = aot.compiled(
             "solve_ensemble_chunk",
             lambda m, th: _solve_chunk(m, th, opts),
             model,
-            (thetas,),
+            (block,),
             settings=opts,
             module=(__name__, integrate_rows.__module__),
         )
-        if out is not None:
-            return out
-    return _solve_chunk(model, thetas, opts)
+        if run is not None:
+            return run
+    return lambda m, thetas: _solve_chunk(m, thetas, opts)
 
 
 def _raise_on_failure(model: EffectiveModel, ens: Ensemble) -> None:
