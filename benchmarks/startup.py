@@ -6,6 +6,9 @@ with the folder the first run filled (warm), and once with the cache off, for th
 against no cache at all (docs/precision.md#compilation-cache). Wall time from the start of
 the process to its exit, including Python's and JAX's imports.
 
+Warm runs are repeated (``--repeat``, default 3) and their median is reported, beside the
+one-minute load average, since a busy machine slows every run alike.
+
 Commands: ``predict`` and ``compare`` on ``examples/fig2_tanh_small.toml`` and
 ``examples/classifier_ce.toml``; with ``--reproduce`` also ``reproduce --quick`` (several
 minutes each). Prints one JSON object: per command ``off``, ``cold``, ``warm`` seconds and
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,16 +51,22 @@ def _run(args, cache, cwd) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def _measure(name, args, work) -> dict:
+def _measure(name, args, work, repeat=1) -> dict:
     cache = Path(tempfile.mkdtemp(prefix="effdyn-cache-", dir=work))
     off, out_off = _run(args, "off", work)
     cold, out_cold = _run(args, cache, work)
-    warm, out_warm = _run(args, cache, work)
+    warms = []
+    for _ in range(repeat):
+        seconds, out_warm = _run(args, cache, work)
+        warms.append(seconds)
+    warm = statistics.median(warms)
     row = {
         "command": name,
         "off": round(off, 2),
         "cold": round(cold, 2),
         "warm": round(warm, 2),
+        "warm_runs": [round(w, 2) for w in warms],
+        "load_average": round(os.getloadavg()[0], 2),
         "warm_over_cold": round(warm / cold, 3),
         "warm_over_off": round(warm / off, 3),
     }
@@ -70,16 +80,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reproduce", action="store_true", help="also reproduce --quick")
     parser.add_argument("--out", type=Path, help="write the JSON here too")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="warm runs per command (the median is reported)"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="effdyn-startup-") as tmp:
         work = Path(tmp)
         for example in EXAMPLES:
             path = str(ROOT / example)
-            rows.append(_measure(f"predict {example}", ["predict", path, "--json"], work))
+            rows.append(
+                _measure(f"predict {example}", ["predict", path, "--json"], work, args.repeat)
+            )
             out = str(work / "cmp")
             rows.append(
-                _measure(f"compare {example}", ["compare", path, "--out", out, "--json"], work)
+                _measure(
+                    f"compare {example}",
+                    ["compare", path, "--out", out, "--json"],
+                    work,
+                    args.repeat,
+                )
             )
         if args.reproduce:
             out = str(work / "report")

@@ -105,6 +105,22 @@ def test_relu_like_is_not_read_as_x(text, right, left):
 
 
 @pytest.mark.parametrize(
+    ("text", "homogeneous"),
+    [
+        ("x**2", True),
+        ("3*relu(x)**3", True),
+        ("x + exp(-1/x**2)", False),  # every Taylor term past x vanishes, σ ≠ x
+        ("relu(x)*(1 + exp(-1/x**2))", False),
+        ("tanh", False),
+    ],
+)
+def test_homogeneity_is_exact_beyond_the_series(text, homogeneous):
+    """σ − σ(0) = c·t^k on each half-line, decided exactly: a flat correction that no
+    expansion sees still makes σ non-homogeneous (docs/theory/multiplicity.md)."""
+    assert analyze_activation(text).homogeneous is homogeneous
+
+
+@pytest.mark.parametrize(
     ("text", "reason"),
     [
         ("exp(-1/x**2)", "flat"),

@@ -158,18 +158,12 @@ def _array_digest(value) -> str:
 
 def _versions() -> list[str]:
     if not _VERSIONS:
-        import diffrax
-        import jaxlib
-        import optimistix
+        from importlib.metadata import version  # no import of the packages themselves
 
         _VERSIONS.extend(
             [
                 platform.python_version(),
-                jax.__version__,
-                jaxlib.__version__,
-                diffrax.__version__,
-                eqx.__version__,
-                optimistix.__version__,
+                *(version(p) for p in ("jax", "jaxlib", "diffrax", "equinox", "optimistix")),
                 jax.default_backend(),
                 str(jax.config.jax_enable_x64),
             ]

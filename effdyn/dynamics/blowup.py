@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 
 from .._jax import in_float64, is_traced
 from ..errors import EffdynError
@@ -114,6 +112,8 @@ def is_done(model: EffectiveModel, y, log_r0, opts: SolverOptions):
 
 
 def _solve(model, state0, tau1, events, opts, root_finder=None):
+    import diffrax  # imported here: a warm process runs the exported solve
+
     return diffrax.diffeqsolve(
         diffrax.ODETerm(_rescaled_field(model)),
         diffrax.Dopri8(),
@@ -140,6 +140,9 @@ def solve_blowup_traced(
     (equality and ``RESULTS.where``) and mapped to effdyn's integer codes with
     ``jnp.select`` (docs/results.md).
     """
+    import diffrax  # imported here: a warm process runs the exported solve
+    import optimistix as optx
+
     k = model.field_degree
     norm0 = jnp.linalg.norm(theta0)
     finite0 = jnp.all(jnp.isfinite(theta0)) & (norm0 > 0)
@@ -335,6 +338,9 @@ def threshold_blowup_time(
 
     Underestimates ``T*`` by about ``radius^{−(k−1)} / ((k−1) u*·F(u*))``.
     """
+    import diffrax  # imported here: a warm process runs the exported solve
+    import optimistix as optx
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_original_field),
         diffrax.Dopri8(),
@@ -366,6 +372,8 @@ def trajectory(
     Rows of the result are the flat states at ``ts``; rows after a failure are NaN. Use it to
     put the effective trajectory next to gradient descent at ``t = k·lr``.
     """
+    import diffrax  # imported here: a warm process runs the exported solve
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_original_field),
         diffrax.Dopri8(),

@@ -22,6 +22,7 @@ not finite or not real near 0 (``1/x``, ``log x``, ``sqrt x``), and one that jum
 
 from __future__ import annotations
 
+import cmath
 from dataclasses import dataclass
 
 import sympy as sp
@@ -190,11 +191,32 @@ def _coefficients(expr: sp.Expr, order: int, label: str) -> list[sp.Expr]:
 
 
 def _is_homogeneous(act: Activation) -> bool:
-    """Whether ``σ − σ(0)`` equals its leading template exactly on both half-lines."""
+    """Whether ``σ − σ(0)`` equals its leading template exactly on both half-lines.
+
+    Two exact shortcuts come before the symbolic proof: a non-zero higher term of the
+    expansion, or a non-zero difference at a sample point (evaluated to 30 digits), each
+    rules homogeneity out. Only a candidate that passes both is simplified.
+    """
+    if act.next_power is not None:
+        return False
     centred = act.expr - act.sigma0
-    right = sp.simplify(centred.subs(X, T) - act.coeff_right * T**act.degree)
-    left = sp.simplify(centred.subs(X, -T) - act.coeff_left * T**act.degree)
-    return right == 0 and left == 0
+    right = centred.subs(X, T) - act.coeff_right * T**act.degree
+    left = centred.subs(X, -T) - act.coeff_left * T**act.degree
+    if _differs_somewhere(right) or _differs_somewhere(left):
+        return False
+    return sp.simplify(right) == 0 and sp.simplify(left) == 0
+
+
+def _differs_somewhere(expr: sp.Expr) -> bool:
+    """Whether ``expr(t)`` is clearly non-zero at one of a few points ``t > 0``."""
+    for point in (sp.Rational(3, 7), sp.Rational(13, 10), sp.Rational(29, 10)):
+        try:
+            value = complex(expr.subs(T, point).evalf(30))
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if cmath.isfinite(value) and abs(value) > 1e-20:
+            return True
+    return False
 
 
 NAMED_ACTIVATIONS = sorted(
