@@ -154,6 +154,51 @@ def predict(
     _emit(result.to_json(), json_out, _print_prediction)
 
 
+@app.command()
+@guarded
+def stages(
+    problem: Annotated[Path, typer.Argument(help="Problem file (TOML).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Predict the loss staircase, saddle to saddle: each drop's time, plateau levels and
+    what is learned (docs/theory/staircases.md)."""
+    from .problem import load_problem
+    from .staircase import stages as run_stages
+
+    result = run_stages(load_problem(problem), progress=not json_out)
+    _emit(result.to_json(), json_out, _print_stages)
+
+
+def _print_stages(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Loss staircase ({r['method']}, time in {r['time_unit']})")
+    for column in ("stage", r["time_unit"], "loss before", "loss after", "learned"):
+        table.add_column(column)
+    for i, stage in enumerate(r["stages"], 1):
+        learned = ", ".join(_learned(item) for item in stage["learned"]) or "—"
+        table.add_row(
+            str(i),
+            f"{stage['t']:.6g}",
+            f"{stage['loss_before']:.6g}",
+            f"{stage['loss_after']:.6g}",
+            learned,
+        )
+    console = Console(highlight=False)
+    console.print(table)
+    for warning in r.get("warnings", []):
+        console.print(f"warning: {warning}")
+
+
+def _learned(item) -> str:
+    if isinstance(item, dict) and "coordinate" in item:
+        return f"{'+' if item['sign'] > 0 else '−'}β{item['coordinate']}"
+    if isinstance(item, dict):
+        return ", ".join(f"{k}: {v}" for k, v in item.items())
+    return f"mode {item}"
+
+
 def _print_prediction(r: dict) -> None:
     def fmt(v):
         return "—" if v is None else f"{v:.6g}"

@@ -106,6 +106,36 @@ PAPERS: dict[str, Paper] = {
             "Directional convergence near small initializations and saddles in two-homogeneous "
             "neural networks",
         ),
+        Paper(
+            "1312.6120",
+            ("Andrew M. Saxe", "James L. McClelland", "Surya Ganguli"),
+            2014,
+            "Exact solutions to the nonlinear dynamics of learning in deep linear neural networks",
+        ),
+        Paper(
+            "2106.15933",
+            (
+                "Arthur Jacot",
+                "François Ged",
+                "Berfin Şimşek",
+                "Clément Hongler",
+                "Franck Gabriel",
+            ),
+            2021,
+            "Saddle-to-saddle dynamics in deep linear networks and small initialization training",
+        ),
+        Paper(
+            "2304.00488",
+            ("Scott Pesme", "Nicolas Flammarion"),
+            2023,
+            "Saddle-to-saddle dynamics in diagonal linear networks",
+        ),
+        Paper(
+            "2410.20119",
+            ("Zheng-An Chen", "Tao Luo", "GuiHong Wang"),
+            2024,
+            "Analyzing multi-stage loss curve: plateau and descent mechanisms in neural networks",
+        ),
     )
 }
 """Every paper effdyn cites, by arXiv id."""

@@ -67,7 +67,7 @@ MODEL_KEYS = (
 DATA_KEYS = ("dataset", "path", "x", "y", "seed")
 INIT_KEYS = ("scale", "scales", "seed", "path", "exponents", "base")
 TRAIN_KEYS = ("optimizer", "lr", "steps")
-KINDS = ("fc", "cnn", "jax")
+KINDS = ("fc", "cnn", "jax", "diagonal")
 LOSS_NAMES = ("mse", "cross_entropy", "logistic", "exponential")
 """``[model] loss`` choices (:mod:`effdyn.losses`, docs/theory/losses.md)."""
 OPTIMIZERS = ("gd", "adam")
@@ -195,9 +195,7 @@ class Problem:
 
     def leaf_names(self) -> tuple[str, ...]:
         """The parameter leaves' names: ``W1..WL``, or a user model's key paths."""
-        if self.user is not None:
-            return self.user.names
-        return tuple(f"W{l}" for l in range(1, self.model.depth + 1))
+        return _leaf_names(self.model, self.user)
 
     def leaf_shapes(self) -> list[tuple[int, ...]]:
         """The parameter leaves' shapes in leaf order (:meth:`layer_shapes` for the
@@ -256,6 +254,8 @@ class Problem:
         """
         if self.model.kind == "cnn":
             return [(self.model.channels, self.input_dim), (self.model.channels, self.n_positions)]
+        if self.model.kind == "diagonal":
+            return [(self.d,), (self.d,)]
         dims = [self.input_dim, *self.model.widths, self.d_out]
         return [(dims[i + 1], dims[i]) for i in range(self.model.depth)]
 
@@ -359,7 +359,14 @@ def problem_from_dict(
     data = _parse_data(sections["data"], model, base_dir)
     if model.kind != "jax":
         _check_labels(sections["data"], model, data.y)
-    names = user.names if user is not None else tuple(f"W{l}" for l in range(1, model.depth + 1))
+    names = _leaf_names(model, user)
+    if model.kind == "diagonal":
+        for key in ("scales", "exponents", "base"):
+            if sections["init"].has(key):
+                raise sections["init"].error(
+                    f"key {key!r} is not used by kind = 'diagonal': u(0) = v(0) = α·1 with "
+                    "α = [init] scale"
+                )
     problem = Problem(
         model=model,
         data=data,
@@ -379,6 +386,14 @@ def problem_from_dict(
     return problem
 
 
+def _leaf_names(model: ModelSpec, user) -> tuple[str, ...]:
+    if user is not None:
+        return user.names
+    if model.kind == "diagonal":
+        return ("u", "v")
+    return tuple(f"W{l}" for l in range(1, model.depth + 1))
+
+
 def initial_params(problem: Problem):
     """The initial weights (float64), the ones prediction and training share.
 
@@ -393,7 +408,8 @@ def initial_leaves(problem: Problem) -> tuple[np.ndarray, ...]:
     """The initial parameter leaves in leaf order (``W1..WL``, or flatten order).
 
     With ``init.path`` the arrays of that ``.npz`` named by :meth:`Problem.leaf_names`
-    (each of the leaf's shape, finite). Otherwise, the contract that makes every consumer
+    (each of the leaf's shape, finite). A diagonal network starts at ``u = v = α·1``
+    (``α`` = ``[init] scale``, no draw). Otherwise, the contract that makes every consumer
     start from the same weights::
 
         rng = np.random.default_rng(init.seed)
@@ -404,6 +420,9 @@ def initial_leaves(problem: Problem) -> tuple[np.ndarray, ...]:
         return tuple(np.array(w, dtype=np.float64) for w in problem.init.values)
     if problem.init.path is not None:
         return _load_init_arrays(problem, shapes)
+    if problem.model.kind == "diagonal":
+        pairs = zip(problem.init.scales, shapes, strict=True)
+        return tuple(np.full(shape, scale) for scale, shape in pairs)
     rng = np.random.default_rng(problem.init.seed)
     return tuple(
         scale * rng.standard_normal(shape)
@@ -641,6 +660,8 @@ def _parse_model(sec: _Section, base_dir: str | Path = ".") -> ModelSpec:
                 raise sec.error(f"key {key!r} is only for kind = 'jax' (this model is {kind!r})")
     if kind == "jax":
         return _parse_jax(sec, base_dir, loss, unit_axes)
+    if kind == "diagonal":
+        return _parse_diagonal(sec, loss)
     bias = sec.get("bias", "true or false", True)
     if kind == "cnn":
         spec = _parse_cnn(sec, bias)
@@ -697,6 +718,21 @@ def _parse_jax(sec: _Section, base_dir, loss: str, unit_axes) -> ModelSpec:
         params=sec.get("params", "a string", "template"),
         unit_axes=unit_axes,
     )
+
+
+def _parse_diagonal(sec: _Section, loss: str) -> ModelSpec:
+    """``kind = "diagonal"``: ``f(x) = ⟨u⊙u − v⊙v, x⟩``
+    (docs/theory/staircases.md#diagonal-linear-networks); its size comes from the data, so
+    ``[model]`` takes only ``kind`` and ``loss``."""
+    for key in MODEL_KEYS:
+        if key not in ("kind", "loss") and sec.has(key):
+            raise sec.error(
+                f"key {key!r} is not used by kind = 'diagonal' (it takes only kind and loss; "
+                "d comes from the data and [init] scale is α)"
+            )
+    if loss != "mse":
+        raise sec.error(f"kind = 'diagonal' trains on the square loss (mse), not {loss!r}")
+    return ModelSpec("diagonal", 0, (), (), bias=False, loss=loss)
 
 
 def _load_user(sec: _Section, model: ModelSpec):
@@ -827,8 +863,8 @@ def _check_x(sec: _Section, model: ModelSpec, x: np.ndarray) -> np.ndarray:
         raise sec.error(f"empty data: x has no rows (shape {x.shape})")
     if model.kind == "jax" and x.ndim < 1:
         raise sec.error(f"x must have the samples first, shape (n, ...), got {x.shape}")
-    if model.kind == "fc" and x.ndim != 2:
-        raise sec.error(f"x must be 2-d (n, d) for kind = 'fc', got shape {x.shape}")
+    if model.kind in ("fc", "diagonal") and x.ndim != 2:
+        raise sec.error(f"x must be 2-d (n, d) for kind = {model.kind!r}, got shape {x.shape}")
     if model.kind == "cnn" and x.ndim not in (3, 4):
         raise sec.error(f"x must be (n, H, W) or (n, C, H, W) for kind = 'cnn', got {x.shape}")
     if 0 in x.shape:
@@ -848,8 +884,10 @@ def _check_y(sec: _Section, model: ModelSpec, y: np.ndarray, n: int) -> np.ndarr
         raise sec.error(f"y must have shape (n,) or (n, d_out), got {y.shape}")
     if y.shape[0] != n:
         raise sec.error(f"y has {y.shape[0]} rows but x has {n}")
-    if model.kind == "cnn" and y.shape[1] != 1:
-        raise sec.error(f"y must be a scalar target (n, 1) for kind = 'cnn', got {y.shape}")
+    if model.kind in ("cnn", "diagonal") and y.shape[1] != 1:
+        raise sec.error(
+            f"y must be a scalar target (n,) or (n, 1) for kind = {model.kind!r}, got {y.shape}"
+        )
     return y
 
 

@@ -22,13 +22,14 @@ from .base import (
     solve_units,
 )
 from .cnn import CNN
+from .diagonal import Diagonal
 from .fc import FullyConnected
 
 BUILTIN: dict[str, ModelKind] = {"fc": FullyConnected(), "cnn": CNN()}
 """The built-in architectures, derived symbolically."""
 AUTOMATIC = Automatic(BUILTIN)
 """The automatic engine's kind (docs/theory/automatic.md)."""
-KINDS: dict[str, ModelKind] = {**BUILTIN, "jax": AUTOMATIC}
+KINDS: dict[str, ModelKind] = {**BUILTIN, "jax": AUTOMATIC, "diagonal": Diagonal()}
 """``kind`` in a problem file → its :class:`ModelKind`."""
 
 
@@ -53,6 +54,7 @@ __all__ = [
     "Automatic",
     "BUILTIN",
     "CNN",
+    "Diagonal",
     "KINDS",
     "Measurements",
     "FullyConnected",

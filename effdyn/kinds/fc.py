@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import EffdynError
 from ..losses import get_loss
 from .base import ModelKind, RealNetwork, Units, num, solve_units
 
@@ -89,6 +90,45 @@ class FullyConnected(ModelKind):
             elif orientations is not None:
                 directions["W1"] = orientations
         return extra, directions, []
+
+    def stages(self, problem, opts=None, *, progress: bool = False):
+        """Deep linear networks (``activation = "x"``, square loss): the exact staircase of
+        Z's modes on whitened data from a spectral balanced initialization — detected from
+        the data and the weights, never declared — and otherwise, on whitened data, the
+        chained prediction (docs/theory/staircases.md#deep-linear-networks)."""
+        from ..problem import initial_leaves
+        from ..staircase.chained import chained
+        from ..staircase.modes import detect, is_linear, staircase, whitened
+
+        if not is_linear(problem):
+            raise EffdynError(
+                f"{problem.source}: no staircase method applies to a non-linear fully "
+                "connected network in this version (the deep linear methods need "
+                "activation = 'x')"
+            )
+        if problem.model.loss != "mse":
+            raise EffdynError(
+                f"{problem.source}: the deep linear staircase is for the square loss (mse), "
+                f"not {problem.model.loss!r}"
+            )
+        xt, y, leaves = problem.inputs(), problem.data.y, initial_leaves(problem)
+        modes, reason = detect(xt, y, leaves)
+        if modes is not None:
+            return staircase(modes)
+        gap = whitened(xt)
+        if gap is not None:
+            raise EffdynError(
+                f"{problem.source}: no staircase method applies: the inputs are not whitened "
+                f"(max |⟨x̃x̃ᵀ⟩ − I| = {gap:.2g}); both deep linear methods need "
+                "⟨x̃x̃ᵀ⟩ = I (bias = false, or centred inputs)"
+            )
+        z = y.T @ xt / len(xt)
+        constant = 0.5 * float(np.mean(np.sum(y * y, axis=1))) - 0.5 * float(np.sum(z * z))
+        found = chained(z, leaves, constant)
+        note = f"exact modes do not apply ({reason}): chained prediction"
+        return type(found)(
+            found.stages, found.method, found.time_unit, found.extra, (note, *found.notes)
+        )
 
 
 def layer_directions(direction, params0, model) -> dict:
