@@ -49,6 +49,7 @@ from .dynamics.blowup import SolverOptions
 from .dynamics.predict import predict
 from .kinds import kind_of
 from .problem import Problem, initial_leaves
+from .staircase.measured import measured_stages
 from .training import Capture, save_run, summary_of, train
 
 INITIAL_STAGE_PREACTIVATION = 0.3
@@ -114,15 +115,24 @@ def compare(
         measured["first_neuron"] = int(np.argmax(growth))
     if leaf != "W1":
         measured["leaf"] = leaf
+    staircase, staircase_note = _predicted_stages(kind, problem)
+    measured["stages"] = [st.to_json() for st in measured_stages(run.t, run.loss)]
     units = kind.measure(problem, run, predicted, t_esc, stage_w1, float(run.t[stage_step]))
     measured.update(units.measured)
     measured["initial_stage"].update(units.initial_stage)
+    predicted_json = predicted.to_json()
+    ratios = _ratios(predicted, measured)
+    if staircase is not None:
+        predicted_json.update(_stages_keys(staircase))
+        ratios["stage_times"] = _stage_ratios(predicted_json, measured["stages"])
+    elif staircase_note:
+        predicted_json["stages_note"] = staircase_note
     result = {
         "problem": problem.source,
         "setting": kind.setting(problem),
-        "predicted": predicted.to_json(),
+        "predicted": predicted_json,
         "measured": measured,
-        "ratios": _ratios(predicted, measured),
+        "ratios": ratios,
         "paper_claim": paper_claim(problem),
         "definitions": {
             "t_escape": f"first t = k·lr with loss ≤ {1 - ESCAPE_FRACTION:g}·loss(0)",
@@ -131,6 +141,8 @@ def compare(
             "grown": "norm ≥ 0.1·max norm and ≥ 2·initial norm",
             "alignment": "max over predicted first-layer directions of |cos|",
             "thresholds": "lines: 1 − |cos|; orientations: 1 − cos (average linkage)",
+            "stages": "drops between consecutive plateaus of the training loss, each at the "
+            "midpoint crossing of the two levels (docs/theory/staircases.md#measured-staircase)",
         },
     }
     result["definitions"].update(units.definitions)
@@ -144,10 +156,65 @@ def compare(
             (w1_initial, directions),
             out,
         )
+        if staircase is not None:
+            result["figures"].append(
+                _stages_figure(kind.setting(problem), run, predicted_json, out)
+            )
         if units.escape_params is not None:
             result["figures"].append(_kernel_figure(problem, units.escape_params, predicted, out))
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False))
     return result
+
+
+def _predicted_stages(kind, problem):
+    """``(staircase, None)`` where a method applies, else ``(None, why)``."""
+    from .errors import EffdynError
+    from .staircase import stages
+
+    try:
+        return stages(problem), None
+    except EffdynError as err:
+        return None, str(err)
+
+
+def _stages_keys(staircase) -> dict:
+    """``predicted.stages`` (times in the problem's own ``t``), ``stages_method`` and
+    ``stages_time_unit`` (the unit of ``t_limit``, the method's own times)."""
+    found = staircase.to_json()
+    scale = found.get("log_inv_alpha") if found["time_unit"] != "t" else 1.0
+    rows = []
+    for stage in found["stages"]:
+        row = dict(stage)
+        if found["time_unit"] != "t":
+            row["t_limit"] = stage["t"]
+            row["t"] = None if scale is None else stage["t"] * scale
+        rows.append(row)
+    return {
+        "stages": rows,
+        "stages_method": found["method"],
+        "stages_time_unit": found["time_unit"],
+        "stages_warnings": found["warnings"],
+    }
+
+
+def _stage_ratios(predicted: dict, measured: list) -> list:
+    """Measured over predicted drop time, stage by stage in order."""
+    return [_ratio(m["t"], p["t"]) for p, m in zip(predicted["stages"], measured, strict=False)]
+
+
+def _stages_figure(setting, run, predicted, out: Path) -> str:
+    from . import plotting
+
+    ax = plotting.plot_staircase(
+        run.t,
+        run.loss,
+        [s["t"] for s in predicted["stages"]],
+        [predicted["stages"][0]["loss_before"]] + [s["loss_after"] for s in predicted["stages"]]
+        if predicted["stages"]
+        else [],
+        title=f"{setting} · {predicted['stages_method']}",
+    )
+    return Path(plotting.save_figure(ax, out / "stages.png")).name
 
 
 def _stage_end(run) -> int | None:

@@ -171,6 +171,61 @@ def plot_angle_norm(
     return ax
 
 
+def plot_staircase(
+    t,
+    loss,
+    drop_times,
+    levels,
+    ax: Axes | None = None,
+    title: str = "",
+) -> Axes:
+    """Training loss against time with the predicted staircase: a dashed vertical line at
+    each predicted drop time and a dotted horizontal line at each predicted plateau level
+    (docs/theory/staircases.md). A drop time left as None is not drawn.
+
+    Args:
+        t: ``(S,)`` times (``step · lr``).
+        loss: ``(S,)`` training losses.
+        drop_times: the predicted drop times (same clock as ``t``).
+        levels: the predicted plateau levels, first plateau first.
+        ax: Axes to draw on (a new figure if None).
+        title: the setting, appended to the title.
+    """
+    t = np.asarray(t, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    if t.shape != loss.shape:
+        raise ValueError(f"t has {t.size} entries but loss has {loss.size}")
+    ax = _new_axes(ax, (4.8, 3.2))
+    ax.plot(t, loss, color="C0", lw=1.4, label="training loss")
+    shown = False
+    for value in drop_times:
+        if value is not None and np.isfinite(value):
+            ax.axvline(
+                float(value),
+                color="C3",
+                ls="--",
+                lw=1.1,
+                label=None if shown else "predicted drops",
+            )
+            shown = True
+    finite = loss[np.isfinite(loss)]
+    logarithmic = bool(finite.size and np.all(finite > 0))
+    if logarithmic:
+        ax.set_yscale("log")
+    drawn = [float(v) for v in levels if not logarithmic or v > 0]
+    if logarithmic and drawn:  # the plateaus, not the final descent, fill the axes
+        ax.set_ylim(0.3 * min(drawn), 2.0 * max(float(np.max(finite)), max(drawn)))
+    for k, level in enumerate(drawn):
+        ax.axhline(
+            level, color="0.5", ls=":", lw=1.0, label="predicted plateaus" if k == 0 else None
+        )
+    ax.set_xlabel("t  (= step · lr)")
+    ax.set_ylabel("training loss")
+    ax.set_title(_title("loss staircase", title), fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
 def plot_loss(
     t,
     loss,

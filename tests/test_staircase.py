@@ -354,3 +354,22 @@ def test_diagonal_network_starts_at_alpha_and_trains():
     run = train(problem, n_snapshots=2)
     beta = run.params[0] ** 2 - run.params[1] ** 2
     np.testing.assert_allclose(beta, [1.0, -0.5, 0.2], atol=1e-6)
+
+
+def test_compare_puts_the_measured_staircase_beside_the_predicted_one(tmp_path):
+    from effdyn.compare import compare
+
+    problem = _random_linear(2, 1e-6, 5e-3, 3600)
+    result = compare(problem, tmp_path / "cmp")
+    predicted, measured = result["predicted"], result["measured"]
+    assert predicted["stages_method"] == "chained" and predicted["stages_time_unit"] == "t"
+    assert len(predicted["stages"]) == len(measured["stages"]) == 3
+    np.testing.assert_allclose(result["ratios"]["stage_times"], 1.0, atol=0.10)
+    assert "stages.png" in result["figures"] and (tmp_path / "cmp" / "stages.png").exists()
+    # where no method applies the measured staircase is still there, with the reason
+    tanh = problem.with_(model={"activation": "tanh"}, train={"steps": 50})
+    other = compare(tanh, tmp_path / "tanh", figures=False)
+    assert "stages" not in other["predicted"] and "no staircase method" in other["predicted"][
+        "stages_note"
+    ]
+    assert isinstance(other["measured"]["stages"], list)
