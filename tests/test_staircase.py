@@ -278,7 +278,8 @@ def test_measured_stages_find_the_midpoints_of_a_closed_form_staircase():
     """R(t) = c + Σ_k h_k σ(−κ(t − τ_k)): plateaus c + Σ_{j≥k} h_j, midpoints at τ_k."""
     t = np.linspace(0, 30, 30001)
     heights, centres = (1.0, 0.5, 0.2), (5.0, 12.0, 22.0)
-    loss = 0.05 + sum(h / (1 + np.exp(4.0 * (t - c))) for h, c in zip(heights, centres, strict=True))
+    pairs = zip(heights, centres, strict=True)
+    loss = 0.05 + sum(h / (1 + np.exp(4.0 * (t - c))) for h, c in pairs)
     found = measured_stages(t, loss)
     assert [round(s.t, 3) for s in found] == list(centres)
     np.testing.assert_allclose([s.loss_before for s in found], [1.75, 0.75, 0.25], rtol=1e-5)
@@ -369,7 +370,8 @@ def test_compare_puts_the_measured_staircase_beside_the_predicted_one(tmp_path):
     # where no method applies the measured staircase is still there, with the reason
     tanh = problem.with_(model={"activation": "tanh"}, train={"steps": 50})
     other = compare(tanh, tmp_path / "tanh", figures=False)
-    assert "stages" not in other["predicted"] and "no staircase method" in other["predicted"][
-        "stages_note"
-    ]
+    assert (
+        "stages" not in other["predicted"]
+        and "no staircase method" in other["predicted"]["stages_note"]
+    )
     assert isinstance(other["measured"]["stages"], list)
