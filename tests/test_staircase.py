@@ -375,3 +375,36 @@ def test_compare_puts_the_measured_staircase_beside_the_predicted_one(tmp_path):
         and "no staircase method" in other["predicted"]["stages_note"]
     )
     assert isinstance(other["measured"]["stages"], list)
+
+
+def test_random_initialization_with_scalar_output_has_one_stage():
+    """Z = ⟨y xᵀ⟩ of a scalar output has rank one: the chained staircase has one stage."""
+    rng = np.random.default_rng(5)
+    x = math.sqrt(24) * np.linalg.qr(rng.standard_normal((24, 3)))[0]
+    y = x @ np.array([0.8, -0.5, 1.1])
+    table = {
+        "model": {"depth": 3, "width": 5, "activation": "x", "bias": False},
+        "data": {"x": x.tolist(), "y": y.tolist()},
+        "init": {"scale": 1e-2, "seed": 2},
+    }
+    found = stages(problem_from_dict(table))
+    assert found.method == "chained" and len(found.stages) == 1
+    assert found.stages[0].loss_after == pytest.approx(0.0, abs=1e-12)
+
+
+def test_compare_on_a_diagonal_network_converts_the_limit_to_its_time(tmp_path):
+    from effdyn.compare import compare
+
+    x, y = _sparse_problem(15)
+    alpha = 1e-8
+    problem = _diagonal_problem(x, y, alpha, 0.01, int(1.15 * 3.2 * math.log(1 / alpha) / 0.01))
+    result = compare(problem, tmp_path / "diag", figures=False)
+    predicted = result["predicted"]
+    assert predicted["stages_method"] == "pesme-flammarion"
+    for stage in predicted["stages"]:
+        assert stage["t"] == pytest.approx(stage["t_limit"] * math.log(1 / alpha), rel=1e-12)
+    # the first two jumps (t/log(1/α) = 0.72, 0.77) are one drop at α = 1e-8, and the third
+    # is under 2% of the whole drop: the measured staircase sees one drop here
+    measured = result["measured"]["stages"]
+    assert len(measured) >= 1
+    assert measured[0]["t"] / math.log(1 / alpha) == pytest.approx(0.73, abs=0.05)
