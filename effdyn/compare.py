@@ -198,8 +198,23 @@ def _stages_keys(staircase) -> dict:
 
 
 def _stage_ratios(predicted: dict, measured: list) -> list:
-    """Measured over predicted drop time, stage by stage in order."""
-    return [_ratio(m["t"], p["t"]) for p, m in zip(predicted["stages"], measured, strict=False)]
+    """For each measured stage, the predicted stage whose drop spans the measured midpoint
+    level (drops closer than the measured staircase resolves are one measured stage) and
+    the ratio of the measured to the predicted drop time."""
+    out = []
+    for i, m in enumerate(measured):
+        middle = 0.5 * (m["loss_before"] + m["loss_after"])
+        match = next(
+            (
+                j
+                for j, p in enumerate(predicted["stages"])
+                if p["loss_after"] <= middle <= p["loss_before"]
+            ),
+            None,
+        )
+        ratio = None if match is None else _ratio(m["t"], predicted["stages"][match]["t"])
+        out.append({"measured_stage": i, "predicted_stage": match, "ratio": ratio})
+    return out
 
 
 def _stages_figure(setting, run, predicted, out: Path) -> str:

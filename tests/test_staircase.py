@@ -365,7 +365,9 @@ def test_compare_puts_the_measured_staircase_beside_the_predicted_one(tmp_path):
     predicted, measured = result["predicted"], result["measured"]
     assert predicted["stages_method"] == "chained" and predicted["stages_time_unit"] == "t"
     assert len(predicted["stages"]) == len(measured["stages"]) == 3
-    np.testing.assert_allclose(result["ratios"]["stage_times"], 1.0, atol=0.10)
+    pairs = result["ratios"]["stage_times"]
+    assert [p["predicted_stage"] for p in pairs] == [0, 1, 2]
+    np.testing.assert_allclose([p["ratio"] for p in pairs], 1.0, atol=0.10)
     assert "stages.png" in result["figures"] and (tmp_path / "cmp" / "stages.png").exists()
     # where no method applies the measured staircase is still there, with the reason
     tanh = problem.with_(model={"activation": "tanh"}, train={"steps": 50})
@@ -408,3 +410,4 @@ def test_compare_on_a_diagonal_network_converts_the_limit_to_its_time(tmp_path):
     measured = result["measured"]["stages"]
     assert len(measured) >= 1
     assert measured[0]["t"] / math.log(1 / alpha) == pytest.approx(0.73, abs=0.05)
+    assert result["ratios"]["stage_times"][0]["predicted_stage"] in (0, 1)

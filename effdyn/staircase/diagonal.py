@@ -13,7 +13,7 @@ trajectory is piecewise constant, jumping from saddle to saddle (:func:`limit`):
         A = {i : |s̃_i| = 1/2};
         β̃ = argmin L(β) over supp β ⊆ A with β_i s̃_i ≥ 0
             (non-negative least squares after flipping the signs);
-    until g = 0 off the boundary.
+    until g = 0 off the boundary (or the loss is below 1e-12 of L(0)).
 
 A coordinate of A whose sign constraint binds (``β̃_i = 0``) moves back inside: it leaves
 the active set. The algorithm assumes general position — each constrained least squares has
@@ -31,6 +31,8 @@ from .result import Stage, Staircase
 
 BOUNDARY = 0.5
 """``|s̃_i|`` at which coordinate ``i`` is active."""
+NEGLIGIBLE = 1e-12
+"""The limit stops once the loss is below this fraction of ``L(0)``."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,10 @@ def limit(x, y, *, max_jumps: int | None = None, tol: float = 1e-12) -> list[Jum
     if scale == 0:
         return []
     jumps: list[Jump] = []
+    start = loss(x, y, beta)
     for _ in range(max_jumps):
+        if jumps and jumps[-1].loss_after <= NEGLIGIBLE * start:
+            break  # fitted to rounding: later jumps would fit noise at the 1e-12 level
         g = gradient(x, y, beta)
         g[np.abs(g) <= tol * scale] = 0.0
         tau = np.full(d, np.inf)
