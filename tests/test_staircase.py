@@ -411,3 +411,20 @@ def test_compare_on_a_diagonal_network_converts_the_limit_to_its_time(tmp_path):
     assert len(measured) >= 1
     assert measured[0]["t"] / math.log(1 / alpha) == pytest.approx(0.73, abs=0.05)
     assert result["ratios"]["stage_times"][0]["predicted_stage"] in (0, 1)
+
+
+def test_spectral_balanced_initialization_is_detected_as_such():
+    """``spectral_balanced`` gives P = Σ a_k^L u_k v_kᵀ and W_{l+1}ᵀW_{l+1} = W_l W_lᵀ."""
+    from effdyn.staircase.modes import detect, spectral_balanced
+
+    x, y, u, v = _whitened()
+    z = y.T @ x / len(x)
+    a0 = np.array([0.1, 0.2, 0.3])
+    leaves = spectral_balanced(z, 3, 5, a0, seed=4)
+    product = leaves[2] @ leaves[1] @ leaves[0]
+    us, s, vts = np.linalg.svd(z)
+    np.testing.assert_allclose(product, us[:, :3] @ np.diag(a0**3) @ vts[:3], atol=1e-14)
+    for lower, upper in zip(leaves[:-1], leaves[1:], strict=True):
+        np.testing.assert_allclose(upper.T @ upper, lower @ lower.T, atol=1e-14)
+    modes, reason = detect(x, y, leaves)
+    assert reason == "" and np.allclose(modes.a0, a0) and np.allclose(modes.s, SINGULAR)
