@@ -428,3 +428,14 @@ def test_spectral_balanced_initialization_is_detected_as_such():
         np.testing.assert_allclose(upper.T @ upper, lower @ lower.T, atol=1e-14)
     modes, reason = detect(x, y, leaves)
     assert reason == "" and np.allclose(modes.a0, a0) and np.allclose(modes.s, SINGULAR)
+
+
+def test_staircase_cards_pass_and_draw_into_a_new_folder(tmp_path):
+    """The report gives each card a folder that does not exist yet."""
+    from effdyn.cards import load_cards, run_card
+
+    cards = load_cards()
+    for name in ("staircase_diagonal", "staircase_deep_linear_random"):
+        result = run_card(cards[name], quick=True, out_dir=tmp_path / "cards" / name)
+        assert result.passed, result.error or result.outcome.summary
+        assert (tmp_path / "cards" / name / f"{name}.png").exists()

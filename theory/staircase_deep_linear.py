@@ -112,14 +112,10 @@ def _figure(rows, out_dir):
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
     for ax, r in zip(axes[0], rows, strict=True):
         t, loss = r["curve"]
-        ax.plot(t, loss, color="C0", lw=1.3, label="GD loss")
-        for k, tk in enumerate(r["predicted"]):
-            ax.axvline(tk, color="C3", ls="--", lw=1.0, label="predicted drops" if k == 0 else None)
-        ax.set_title(f"depth {r['depth']}, a₀ = {r['a0']:g}")
-        ax.set_xlabel("t = k·lr")
-        ax.set_ylabel("loss")
-        ax.legend(fontsize=8)
+        plotting.plot_staircase(t, loss, r["predicted"], [], ax=ax)
+        ax.set_title(f"depth {r['depth']}, spectral init, a₀ = {r['a0']:g}", fontsize=9)
     fig.tight_layout()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # the report gives a folder per card
     path = out_dir / "staircase_deep_linear.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

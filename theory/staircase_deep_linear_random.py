@@ -93,6 +93,7 @@ def _figure(rows, out_dir):
         plotting.plot_staircase(t, loss, r["predicted"], [], ax=ax)
         ax.set_title(f"depth {r['depth']}, random init, ε = {r['eps']:g}", fontsize=9)
     fig.tight_layout()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # the report gives a folder per card
     path = out_dir / "staircase_deep_linear_random.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

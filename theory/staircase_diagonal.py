@@ -98,6 +98,7 @@ def _figure(curves, limit, out_dir):
     ax.set_title("Diagonal linear network, saddle to saddle")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # the report gives a folder per card
     path = Path(out_dir) / "staircase_diagonal.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

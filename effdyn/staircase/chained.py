@@ -203,27 +203,32 @@ def _strengths(weights, u, v, modes):
     return [float(u[:, k] @ p @ v[:, k]) for k in modes]
 
 
-def _escape(small, residual, u, v, s, free, flat):
-    """Leading-order solve until a free mode's strength reaches ``SWITCH·s_k``."""
+def _leading_flow(small, residual, duration, flat, u, v, s, modes, what):
+    """Leading-order flow of the small network for ``duration`` or until one of ``modes``
+    reaches ``SWITCH·s_k``: ``(mode that reached it or None, time, weights)``."""
 
     def field(_, theta):
         return flat.pack(_gradients(flat.unpack(theta), residual))
 
     sol = solve_ivp(
         field,
-        (0.0, HORIZON),
+        (0.0, duration),
         flat.pack(small),
         method="DOP853",
         rtol=RTOL,
         atol=1e-300,
-        events=[_switch_event(k, flat, u, v, s) for k in free],
+        events=[_switch_event(k, flat, u, v, s) for k in modes],
     )
     if sol.status == -1:
-        raise EffdynError(f"the leading-order escape solve failed: {sol.message}")
-    hits = [k for k, times in zip(free, sol.t_events, strict=True) if len(times)]
-    if not hits:
-        return None, None, small
-    return hits[0], float(sol.t[-1]), flat.unpack(sol.y[:, -1])
+        raise EffdynError(f"the leading-order {what} solve failed: {sol.message}")
+    hits = [k for k, times in zip(modes, sol.t_events, strict=True) if len(times)]
+    return (hits[0] if hits else None), float(sol.t[-1]), flat.unpack(sol.y[:, -1])
+
+
+def _escape(small, residual, u, v, s, free, flat):
+    """Leading-order solve until a free mode's strength reaches ``SWITCH·s_k``."""
+    k, tau, weights = _leading_flow(small, residual, HORIZON, flat, u, v, s, free, "escape")
+    return (None, None, small) if k is None else (k, tau, weights)
 
 
 def _reduced(weights, z, constant, middle, z_norm, flat):
@@ -265,23 +270,10 @@ def _leading(small, residual, duration, flat, u, v, s, modes):
     reaches its switch strength): ``(weights, time carried)``."""
     if duration <= 0 or not modes:
         return small, max(duration, 0.0)
-
-    def field(_, theta):
-        return flat.pack(_gradients(flat.unpack(theta), residual))
-
-    events = [_switch_event(k, flat, u, v, s) for k in modes]
-    sol = solve_ivp(
-        field,
-        (0.0, duration),
-        flat.pack(small),
-        method="DOP853",
-        rtol=RTOL,
-        atol=1e-300,
-        events=events,
+    _, carried, weights = _leading_flow(
+        small, residual, duration, flat, u, v, s, modes, "carry-forward"
     )
-    if sol.status == -1:
-        raise EffdynError(f"the leading-order carry-forward solve failed: {sol.message}")
-    return flat.unpack(sol.y[:, -1]), float(sol.t[-1])
+    return weights, carried
 
 
 def _switch_event(k, flat, u, v, s):
