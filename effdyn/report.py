@@ -6,7 +6,9 @@ Sections (docs/commands.md#reproduce): (1) every card of ``theory/``: claim, sou
 against training for the paper settings (``effdyn compare`` on example problems), each figure
 with a one-line caption; (3) the multiplicity of each activation
 (docs/theory/multiplicity.md#multiplicity) and the derived dynamics of the example problems;
-(4) references: every paper cited above, with authors, year, title and arXiv id
+(4) the staircase study: the chained prediction of each drop of a non-linear two-layer
+network beside gradient descent's (docs/theory/staircases.md#two-layer-networks);
+(5) references: every paper cited above, with authors, year, title and arXiv id
 (:mod:`effdyn.papers`).
 """
 
@@ -49,6 +51,13 @@ COMPARISONS = [
     ("fig2_x2tanh.toml", "Zhou 2022 Fig. 2 as in the paper: x²·tanh x, Adam, ε = 0.005"),
 ]
 QUICK_COMPARISONS = 3
+
+# The staircase study (a study, not a card: its figures are reported whatever they are):
+# each drop predicted by the chained method beside gradient descent's.
+STUDIES = [
+    ("staircase_xtanh.toml", "x·tanh x (p = 2), width 100, ε = 1e-3"),
+    ("staircase_tanh.toml", "tanh (p = 1), width 100, ε = 1e-6"),
+]
 
 MULTIPLICITY_PAPER = "2105.11686"
 """Zhou et al. 2022: the multiplicity table and the comparison settings (Fig. 2, Fig. 5)."""
@@ -102,6 +111,13 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
         r = compare(load_problem(EXAMPLES / name), folder)
         comparisons.append({"problem": name, "what": what, "folder": folder, "result": r})
 
+    studies = []
+    for name, what in STUDIES:
+        _log(f"staircase study {name} …")
+        folder = out / "study" / Path(name).stem
+        r = compare(load_problem(EXAMPLES / name), folder)
+        studies.append({"problem": name, "what": what, "folder": folder, "result": r})
+
     summary = {
         "quick": quick,
         "cards": [r.as_dict() for r in results],
@@ -116,6 +132,15 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
             }
             for c in comparisons
         ],
+        "studies": [
+            {
+                "problem": c["problem"],
+                "predicted": c["result"]["predicted"].get("stages"),
+                "measured": c["result"]["measured"]["stages"],
+                "stage_times": c["result"]["ratios"].get("stage_times"),
+            }
+            for c in studies
+        ],
         "activations": rows,
         "references": [
             {"arxiv": p.arxiv, "citation": p.cite(), "reference": p.reference()}
@@ -124,7 +149,9 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(_markdown(rows, problems, results, comparisons, out, quick))
+    (out / "report.md").write_text(
+        _markdown(rows, problems, results, comparisons, studies, out, quick)
+    )
     return summary
 
 
@@ -143,6 +170,77 @@ def _activation_row(act) -> dict:
         "q_depth2": derive([act], 2).degree,
         "q_depth3": derive([act, act], 3).degree,
     }
+
+
+def _study_lines(studies, out: Path) -> list[str]:
+    """The staircase study: predicted and measured drops side by side, and the figure."""
+    lines = [
+        "## Staircase study: beyond the first plateau",
+        "",
+        "A two-layer network on the Zhou 2022 Fig. 5 data (1-d, with bias), trained by "
+        "gradient descent well past its first escape. The chained prediction "
+        "(docs/theory/staircases.md#two-layer-networks) follows it unit by unit; each "
+        "measured drop is paired with the predicted drop that spans its midpoint level. A "
+        "study, not a card: nothing here passes or fails.",
+        "",
+    ]
+    for study in studies:
+        r = study["result"]
+        predicted = r["predicted"].get("stages") or []
+        measured = r["measured"]["stages"]
+        lines += [
+            f"### {study['what']} (`examples/{study['problem']}`)",
+            "",
+            f"Setting: {r['setting']}.",
+            "",
+            "| drop | predicted t | GD t | GD / predicted | plateaus, predicted | "
+            "plateaus, GD | learned units |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for pair in r["ratios"].get("stage_times", []):
+            m = measured[pair["measured_stage"]]
+            p = None if pair["predicted_stage"] is None else predicted[pair["predicted_stage"]]
+            lines.append(
+                f"| {pair['measured_stage'] + 1} | {_num(p and p['t'])} | {_num(m['t'])} | "
+                f"{_num(pair['ratio'], '.4f')} | "
+                f"{_levels(p)} | {_levels(m)} | {_learned_units(p)} |"
+            )
+        unmatched = [
+            i + 1
+            for i in range(len(predicted))
+            if i not in {q["predicted_stage"] for q in r["ratios"].get("stage_times", [])}
+        ]
+        if unmatched:
+            lines += ["", f"Predicted drops with no measured drop: {unmatched}."]
+        for warning in r["predicted"].get("stages_warnings", []):
+            lines += ["", f"Warning: {warning}."]
+        lines += [
+            "",
+            f"![stages]({_rel(study['folder'] / 'stages.png', out)})",
+            "",
+            f"*training loss against t with the predicted drops and plateaus — {r['setting']}*",
+            "",
+        ]
+    return lines
+
+
+def _num(value, spec: str = ".6g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _levels(stage) -> str:
+    if stage is None:
+        return "—"
+    return f"{stage['loss_before']:.5g} → {stage['loss_after']:.5g}"
+
+
+def _learned_units(stage) -> str:
+    if stage is None:
+        return "—"
+    units = stage["learned"]["W1"] if isinstance(stage["learned"], dict) else stage["learned"]
+    if not units:
+        return "none new"
+    return ", ".join(map(str, units)) if len(units) <= 6 else f"{len(units)} units"
 
 
 def _rel(path: str | Path, out: Path) -> str:
@@ -171,7 +269,7 @@ def _automatic_lines(s: dict) -> list[str]:
     ]
 
 
-def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> str:
+def _markdown(rows, problems, results, comparisons, studies, out: Path, quick: bool) -> str:
     n_pass = sum(r.passed for r in results)
     lines = [
         "# effdyn report",
@@ -284,6 +382,7 @@ def _markdown(rows, problems, results, comparisons, out: Path, quick: bool) -> s
             for t in s["drift"]
         ]
         lines.append("")
+    lines += _study_lines(studies, out)
     lines += ["## References", ""]
     lines += [f"- {paper.reference()}" for paper in references(results)]
     lines.append("")

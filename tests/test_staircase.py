@@ -370,7 +370,9 @@ def test_compare_puts_the_measured_staircase_beside_the_predicted_one(tmp_path):
     np.testing.assert_allclose([p["ratio"] for p in pairs], 1.0, atol=0.10)
     assert "stages.png" in result["figures"] and (tmp_path / "cmp" / "stages.png").exists()
     # where no method applies the measured staircase is still there, with the reason
-    tanh = problem.with_(model={"activation": "tanh"}, train={"steps": 50})
+    tanh = problem.with_(
+        model={"activation": "tanh", "depth": 3, "widths": [4, 4]}, train={"steps": 50}
+    )
     other = compare(tanh, tmp_path / "tanh", figures=False)
     assert (
         "stages" not in other["predicted"]

@@ -95,17 +95,22 @@ class FullyConnected(ModelKind):
         """Deep linear networks (``activation = "x"``, square loss): the exact staircase of
         Z's modes on whitened data from a spectral balanced initialization — detected from
         the data and the weights, never declared — and otherwise, on whitened data, the
-        chained prediction (docs/theory/staircases.md#deep-linear-networks)."""
+        chained prediction (docs/theory/staircases.md#deep-linear-networks). Non-linear
+        two-layer networks get the unit-by-unit chained prediction
+        (:mod:`effdyn.staircase.units`)."""
         from ..problem import initial_leaves
         from ..staircase.chained import chained
         from ..staircase.modes import detect, is_linear, staircase, whitened
 
         if not is_linear(problem):
-            raise EffdynError(
-                f"{problem.source}: no staircase method applies to a non-linear fully "
-                "connected network in this version (the deep linear methods need "
-                "activation = 'x')"
-            )
+            if problem.model.depth != 2:
+                raise EffdynError(
+                    f"{problem.source}: no staircase method applies to a non-linear fully "
+                    f"connected network of depth {problem.model.depth} in this version (the "
+                    "unit-by-unit chained prediction is for two-layer networks; the deep "
+                    "linear methods need activation = 'x')"
+                )
+            return self._unit_stages(problem, progress)
         if problem.model.loss != "mse":
             raise EffdynError(
                 f"{problem.source}: the deep linear staircase is for the square loss (mse), "
@@ -128,6 +133,24 @@ class FullyConnected(ModelKind):
         note = f"exact modes do not apply ({reason}): chained prediction"
         return type(found)(
             found.stages, found.method, found.time_unit, found.extra, (note, *found.notes)
+        )
+
+    def _unit_stages(self, problem, progress):
+        """Two-layer non-linear networks: the unit-by-unit chained prediction over the
+        problem's training time (docs/theory/staircases.md#two-layer-networks)."""
+        from ..problem import initial_leaves
+        from ..staircase.units import chained_units
+        from ..symbolic.activation import analyze_activation
+
+        horizon = problem.train.steps * problem.train.lr
+        return chained_units(
+            problem.inputs(),
+            problem.data.y,
+            initial_leaves(problem),
+            analyze_activation(problem.model.activations[0]),
+            get_loss(problem.model.loss),
+            horizon,
+            progress=progress,
         )
 
 
