@@ -167,3 +167,34 @@ def test_refusals_are_one_line_with_exit_code_2(tmp_path, model, message):
     assert done.returncode == 2
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_the_report_puts_the_staircase_study_beside_gradient_descent(tmp_path, monkeypatch):
+    """``reproduce`` runs each study through ``compare`` and tabulates every measured drop
+    beside the predicted one spanning its midpoint level, with the figure."""
+    from effdyn import report
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "study.toml").write_text(
+        '[model]\ndepth = 2\nwidth = 40\nactivation = "x*tanh(x)"\n\n'
+        '[data]\ndataset = "zhou2022-fig5"\n\n[init]\nscale = 2e-3\nseed = 0\n\n'
+        '[train]\noptimizer = "gd"\nlr = 0.05\nsteps = 50000\n'
+    )
+    monkeypatch.setattr(report, "EXAMPLES", examples)
+    monkeypatch.setattr(report, "COMPARISONS", [])
+    monkeypatch.setattr(report, "STUDIES", [("study.toml", "x·tanh x, width 40")])
+    summary = report.reproduce(tmp_path / "out", quick=True, cards=["staircase_diagonal"])
+    study = summary["studies"][0]
+    assert [p["predicted_stage"] for p in study["stage_times"]] == [0, 1]
+    for pair in study["stage_times"]:
+        assert pair["ratio"] == pytest.approx(1.0, abs=5e-3)
+    text = (tmp_path / "out" / "report.md").read_text()
+    section = text[text.index("## Staircase study") : text.index("## References")]
+    rows = [
+        line for line in section.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")
+    ]
+    assert len(rows) == 2 and all(
+        f"{p['ratio']:.4f}" in row for p, row in zip(study["stage_times"], rows, strict=True)
+    )
+    assert (tmp_path / "out" / "study" / "study" / "stages.png").exists()
