@@ -74,90 +74,105 @@ def chained_units(xt, y, leaves, activation, loss, horizon: float, *, progress=F
         ``{"W1": rows, "W2": columns}``, the escaped units that first reach
         ``LEARNED`` of the largest unit's output by the end of the drop.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ..progress import progress_bar
-    from ..symbolic.activation import S
-    from ..symbolic.bridge import activation_function, sympy_to_jax
-
     if float(activation.sigma0) != 0:
         raise EffdynError(
             f"the unit-by-unit staircase needs σ(0) = 0; σ = {activation.source} has "
             f"σ(0) = {activation.sigma0} (a drift, docs/theory/multiplicity.md#drift)"
         )
-    xt = np.asarray(xt, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
     w1, w2 = (np.asarray(w, dtype=np.float64) for w in leaves)
-    m, dim = w1.shape
-    k_out = w2.shape[0]
-    n = len(xt)
-    sigma = activation_function(activation)
-    template = sympy_to_jax(activation.template(S), S)
-    xj, yj = jnp.asarray(xt), jnp.asarray(y)
+    flow = _UnitFlow(xt, y, activation, loss, w1.shape, w2.shape[0])
+    path = _follow(flow, np.concatenate([w1.ravel(), w2.ravel()]), horizon, progress)
+    return _staircase(flow, path, horizon)
 
-    def unpack(theta):
-        return theta[: m * dim].reshape(m, dim), theta[m * dim :].reshape(k_out, m)
 
-    def residual(f):
-        return jax.grad(lambda out: jnp.sum(loss.per_sample(out, yj)))(f)
+class _UnitFlow:
+    """The chained flow of one problem (module doc), its functions compiled once.
 
-    def grown_output(theta, grown):
-        a, b = unpack(theta)
-        h = xj @ a.T
-        return h, sigma(h) @ (b * grown).T
+    The state is ``θ = (W1 flattened, W2 flattened)``; ``grown`` is a 0/1 mask over units.
+    """
 
-    def objective(theta, grown):
-        # R(f_G) for the grown units, plus ⟨g·f_S⟩ with g held fixed: its gradient in a small
-        # unit is −∇E_j of step 1 (the small units' leading-order field), zero in a grown one.
-        h, f_g = grown_output(theta, grown)
-        g = jax.lax.stop_gradient(residual(f_g))
-        f_s = template(h) @ (unpack(theta)[1] * (1.0 - grown)).T
-        return jnp.mean(loss.per_sample(f_g, yj)) + jnp.sum(g * f_s) / n
+    def __init__(self, xt, y, activation, loss, shape, k_out):
+        import jax
+        import jax.numpy as jnp
 
-    @jax.jit
-    def field(theta, grown):
-        return -jax.grad(objective)(theta, grown)
+        from ..symbolic.activation import S
+        from ..symbolic.bridge import activation_function, sympy_to_jax
 
-    @jax.jit
-    def loss_of(theta, grown):
-        return jnp.mean(loss.per_sample(grown_output(theta, grown)[1], yj))
+        m, dim = shape
+        self.m, self.dim, self.k_out = m, dim, k_out
+        n = len(xt)
+        sigma = activation_function(activation)
+        template = sympy_to_jax(activation.template(S), S)
+        xj = jnp.asarray(np.asarray(xt, dtype=np.float64))
+        yj = jnp.asarray(np.asarray(y, dtype=np.float64))
 
-    @jax.jit
-    def log_strengths(theta, grown):
-        """``log`` of each small unit's output over ``SWITCH·|g|`` (−inf for grown units)."""
-        h, f_g = grown_output(theta, grown)
-        b = unpack(theta)[1]
-        g = residual(f_g)
-        out = jnp.linalg.norm(b, axis=0) * jnp.sqrt(jnp.mean(template(h) ** 2, axis=0))
-        scale = SWITCH * jnp.maximum(jnp.sqrt(jnp.sum(g * g) / n), 1e-300)
-        ratio = jnp.log(jnp.maximum(out, 1e-300)) - jnp.log(scale)
-        return jnp.where(grown > 0, -jnp.inf, ratio)
+        def unpack(theta):
+            return theta[: m * dim].reshape(m, dim), theta[m * dim :].reshape(k_out, m)
 
-    loss_many = jax.jit(jax.vmap(loss_of, in_axes=(0, None)))
+        def residual(f):  # g_i = ∂ℓ/∂f at f_i
+            return jax.grad(lambda out: jnp.sum(loss.per_sample(out, yj)))(f)
 
-    @jax.jit
-    def unit_output(theta):
-        """Each unit's output in the network, ``|a_j|·⟨σ(w_j·x̃)²⟩^{1/2}``."""
-        a, b = unpack(theta)
-        return jnp.linalg.norm(b, axis=0) * jnp.sqrt(jnp.mean(sigma(xj @ a.T) ** 2, axis=0))
+        def grown_output(theta, grown):
+            a, b = unpack(theta)
+            h = xj @ a.T
+            return h, sigma(h) @ (b * grown).T
 
-    theta = np.concatenate([w1.ravel(), w2.ravel()])
-    grown = np.zeros(m)
+        def objective(theta, grown):
+            # R(f_G) for the grown units, plus ⟨g·f_S⟩ with g held fixed: its gradient in a
+            # small unit is −∇E_j of step 1 (the leading-order field), zero in a grown one.
+            h, f_g = grown_output(theta, grown)
+            g = jax.lax.stop_gradient(residual(f_g))
+            f_s = template(h) @ (unpack(theta)[1] * (1.0 - grown)).T
+            return jnp.mean(loss.per_sample(f_g, yj)) + jnp.sum(g * f_s) / n
+
+        def loss_of(theta, grown):
+            return jnp.mean(loss.per_sample(grown_output(theta, grown)[1], yj))
+
+        def log_strengths(theta, grown):
+            # log of each small unit's output over SWITCH·|g| (−inf for grown units)
+            h, f_g = grown_output(theta, grown)
+            g = residual(f_g)
+            out = jnp.linalg.norm(unpack(theta)[1], axis=0) * jnp.sqrt(
+                jnp.mean(template(h) ** 2, axis=0)
+            )
+            scale = SWITCH * jnp.maximum(jnp.sqrt(jnp.sum(g * g) / n), 1e-300)
+            ratio = jnp.log(jnp.maximum(out, 1e-300)) - jnp.log(scale)
+            return jnp.where(grown > 0, -jnp.inf, ratio)
+
+        def unit_output(theta):  # |a_j|·⟨σ(w_j·x̃)²⟩^{1/2}
+            a, b = unpack(theta)
+            return jnp.linalg.norm(b, axis=0) * jnp.sqrt(jnp.mean(sigma(xj @ a.T) ** 2, axis=0))
+
+        self.field = jax.jit(lambda theta, grown: -jax.grad(objective)(theta, grown))
+        self.log_strengths = jax.jit(log_strengths)
+        self.losses = jax.jit(jax.vmap(loss_of, in_axes=(0, None)))
+        self.unit_output = jax.jit(unit_output)
+
+    def atol(self, grown) -> np.ndarray:
+        per_unit = np.where(grown > 0, ATOL_GROWN, ATOL_SMALL)
+        return np.concatenate([np.repeat(per_unit, self.dim), np.tile(per_unit, self.k_out)])
+
+
+def _follow(flow: _UnitFlow, theta, horizon: float, progress: bool) -> dict:
+    """Solve from escape to escape up to ``horizon``: the dense segments ``(t0, t1,
+    solution, mask)`` and the escapes ``(time, units)``."""
+    import jax.numpy as jnp
+
+    from ..progress import progress_bar
+
+    grown = np.zeros(flow.m)
     t = 0.0
-    segments = []  # (t0, t1, dense solution, mask)
-    escapes = []  # (time, units)
+    segments, escapes = [], []
     with progress_bar("staircase (chained)", total=1000, enabled=progress) as bar:
         done = 0
         while t < horizon:
-            mask = jnp.asarray(grown)
-            atol = _atol(grown, m, dim, k_out)
+            mask = jnp.asarray(grown)  # one device array per segment, not one per call
 
             def rhs(_, th, mask=mask):
-                return np.asarray(field(th, mask))
+                return np.asarray(flow.field(th, mask))
 
             def escape(_, th, mask=mask):
-                return float(np.max(log_strengths(th, mask)))
+                return float(np.max(flow.log_strengths(th, mask)))
 
             escape.terminal = True
             escape.direction = 1
@@ -167,19 +182,18 @@ def chained_units(xt, y, leaves, activation, loss, horizon: float, *, progress=F
                 theta,
                 method="DOP853",
                 rtol=RTOL,
-                atol=atol,
-                events=[escape] if grown.sum() < m else None,
+                atol=flow.atol(grown),
+                events=[escape] if grown.sum() < flow.m else None,
                 dense_output=True,
             )
             if sol.status == -1:
                 raise EffdynError(
                     f"the chained staircase solve failed at t = {t:.6g}: {sol.message}"
                 )
-            segments.append((t, float(sol.t[-1]), sol.sol, grown.copy()))
-            theta = sol.y[:, -1]
-            t = float(sol.t[-1])
+            segments.append((t, float(sol.t[-1]), sol.sol, mask))
+            theta, t = sol.y[:, -1], float(sol.t[-1])
             if sol.status == 1:  # an escape: every small unit at its switch joins
-                ratio = np.asarray(log_strengths(jnp.asarray(theta), mask))
+                ratio = np.asarray(flow.log_strengths(theta, mask))
                 new = np.flatnonzero(ratio >= -1e-6)
                 if new.size == 0:
                     new = np.array([int(np.argmax(ratio))])
@@ -188,42 +202,49 @@ def chained_units(xt, y, leaves, activation, loss, horizon: float, *, progress=F
             now = min(int(1000 * t / horizon), 1000)
             bar.advance(now - done, description=f"staircase (chained), {int(grown.sum())} grown")
             done = now
+    return {"segments": segments, "escapes": escapes, "grown": int(grown.sum())}
+
+
+def _staircase(flow: _UnitFlow, path: dict, horizon: float) -> Staircase:
+    """Read the stages off the predicted loss ``R(f_G(t))`` (module doc)."""
+    segments, escapes = path["segments"], path["escapes"]
 
     def loss_at(times):
         out = np.empty(len(times))
         for t0, t1, dense, mask in segments:
             sel = (times >= t0) & (times <= t1)
             if sel.any():
-                thetas = jnp.asarray(dense(times[sel]).T)
-                out[sel] = np.asarray(loss_many(thetas, jnp.asarray(mask)))
+                out[sel] = np.asarray(flow.losses(dense(times[sel]).T, mask))
         return out
+
+    def outputs_at(time):
+        for t0, t1, dense, _ in segments:
+            if t0 <= time <= t1:
+                return np.asarray(flow.unit_output(dense(time)))
+        return np.asarray(flow.unit_output(segments[-1][2](segments[-1][1])))
 
     grid = np.linspace(0.0, horizon, GRID + 1)
     curve = loss_at(grid)
     found = measured_stages(grid, curve)
     escaped_at = {j: when for when, js in escapes for j in js}
-    learned = _attribute(found, escaped_at, lambda time: unit_output(_state_at(segments, time)))
-    stages = []
-    for stage, units in zip(found, learned, strict=True):
-        middle = 0.5 * (stage.loss_before + stage.loss_after)
-        stages.append(
-            Stage(
-                t=_refine(loss_at, grid, curve, stage.t, middle),
-                loss_before=stage.loss_before,
-                loss_after=stage.loss_after,
-                learned={"W1": units, "W2": units},
-                extra={"escapes": [escaped_at[j] for j in units]},
-            )
+    learned = _attribute(found, escaped_at, outputs_at)
+    stages = [
+        Stage(
+            t=_refine(loss_at, grid, stage.t, 0.5 * (stage.loss_before + stage.loss_after)),
+            loss_before=stage.loss_before,
+            loss_after=stage.loss_after,
+            learned={"W1": units, "W2": units},
+            extra={"escapes": [escaped_at[j] for j in units]},
         )
+        for stage, units in zip(found, learned, strict=True)
+    ]
     attributed = {j for units in learned for j in units}
-    unattributed = sorted(j for j in escaped_at if j not in attributed)
-    notes = []
-    for i, (stage, units) in enumerate(zip(stages, learned, strict=True), 1):
-        if not units:
-            notes.append(
-                f"drop {i} (t = {stage.t:.6g}) learns no new unit: the grown units rearrange "
-                "inside the reduced model (a condensed group splitting, for example)"
-            )
+    notes = [
+        f"drop {i} (t = {stage.t:.6g}) learns no new unit: the grown units rearrange "
+        "inside the reduced model (a condensed group splitting, for example)"
+        for i, stage in enumerate(stages, 1)
+        if not stage.learned["W1"]
+    ]
     if not escapes:
         notes.append(
             f"no unit escapes within the training time t = {horizon:g} ([train] steps × lr)"
@@ -231,18 +252,11 @@ def chained_units(xt, y, leaves, activation, loss, horizon: float, *, progress=F
     extra = {
         "horizon": horizon,
         "switch": SWITCH,
-        "grown": int(grown.sum()),
-        "escaped_without_drop": unattributed,
+        "grown": path["grown"],
+        "escaped_without_drop": sorted(j for j in escaped_at if j not in attributed),
         "final_loss": float(curve[-1]),
     }
     return Staircase(tuple(stages), "chained", "t", extra=extra, notes=tuple(notes))
-
-
-def _state_at(segments, time: float) -> np.ndarray:
-    for t0, t1, dense, _ in segments:
-        if t0 <= time <= t1:
-            return dense(time)
-    return segments[-1][2](segments[-1][1])
 
 
 def _attribute(found, escaped_at: dict, outputs) -> list[list[int]]:
@@ -251,23 +265,20 @@ def _attribute(found, escaped_at: dict, outputs) -> list[list[int]]:
     learned: list[list[int]] = [[] for _ in found]
     pending = sorted(escaped_at)
     for k, stage in enumerate(found):
-        out = np.asarray(outputs(stage.extra["next_plateau_start"]))
+        out = outputs(stage.extra["next_plateau_start"])
         learned[k] = [j for j in pending if out[j] >= LEARNED * out.max()]
         pending = [j for j in pending if j not in learned[k]]
     return learned
 
 
-def _atol(grown, m, dim, k_out) -> np.ndarray:
-    per_unit = np.where(grown > 0, ATOL_GROWN, ATOL_SMALL)
-    return np.concatenate([np.repeat(per_unit, dim), np.tile(per_unit, k_out)])
-
-
-def _refine(loss_at, grid, curve, rough: float, middle: float) -> float:
+def _refine(loss_at, grid, rough: float, middle: float) -> float:
     """The midpoint crossing near ``rough``, to the solver's dense-output precision."""
     i = int(np.searchsorted(grid, rough))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    f_lo = float(loss_at(np.array([lo]))[0]) - middle
-    f_hi = float(loss_at(np.array([hi]))[0]) - middle
-    if f_lo * f_hi > 0:
+
+    def gap(s):
+        return float(loss_at(np.array([s]))[0]) - middle
+
+    if gap(lo) * gap(hi) > 0:
         return rough
-    return float(brentq(lambda s: float(loss_at(np.array([s]))[0]) - middle, lo, hi, xtol=1e-12))
+    return float(brentq(gap, lo, hi, xtol=1e-12))
