@@ -12,8 +12,10 @@ one-minute load average, since a busy machine slows every run alike.
 Commands: ``predict`` and ``compare`` on ``examples/fig2_tanh_small.toml`` and
 ``examples/classifier_ce.toml``; with ``--reproduce`` also ``reproduce --quick`` (several
 minutes each). Prints one JSON object: per command ``off``, ``cold``, ``warm`` seconds and
-``warm_over_cold``, and whether the warm run's JSON equals the cold one's (``identical``;
-timing keys of ``compare``/``reproduce`` aside, the outputs must not depend on the cache).
+``warm_over_cold`` (for ``reproduce`` also ``cold_parts`` and ``warm_parts``: seconds per card
+and per study, from the report's ``result.json``), and whether the warm run's JSON equals
+the cold one's (``identical``; timing keys of ``compare``/``reproduce`` aside, the outputs
+must not depend on the cache).
 
     .venv/bin/python benchmarks/startup.py [--reproduce] [--out FILE]
 """
@@ -51,10 +53,23 @@ def _run(args, cache, cwd) -> tuple[float, str]:
     return wall, proc.stdout
 
 
+def _parts(args) -> dict | None:
+    """Where a ``reproduce`` run's time went, per card and study (its ``result.json``)."""
+    if "reproduce" not in args:
+        return None
+    summary = json.loads((Path(args[args.index("--out") + 1]) / "result.json").read_text())
+    return {
+        **{f"card {c['id']}": c.get("seconds") for c in summary["cards"]},
+        **{f"study {s['problem']}": s.get("seconds") for s in summary.get("studies", [])},
+        "total": summary["seconds"],
+    }
+
+
 def _measure(name, args, work, repeat=1) -> dict:
     cache = Path(tempfile.mkdtemp(prefix="effdyn-cache-", dir=work))
     off, out_off = _run(args, "off", work)
     cold, out_cold = _run(args, cache, work)
+    cold_parts = _parts(args)
     warms = []
     for _ in range(repeat):
         seconds, out_warm = _run(args, cache, work)
@@ -70,6 +85,8 @@ def _measure(name, args, work, repeat=1) -> dict:
         "warm_over_cold": round(warm / cold, 3),
         "warm_over_off": round(warm / off, 3),
     }
+    if cold_parts is not None:
+        row["cold_parts"], row["warm_parts"] = cold_parts, _parts(args)
     if "--json" in args and "predict" in args:
         row["identical"] = json.loads(out_off) == json.loads(out_cold) == json.loads(out_warm)
     print(json.dumps(row), file=sys.stderr)

@@ -115,12 +115,21 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
     for name, what in STUDIES:
         _log(f"staircase study {name} …")
         folder = out / "study" / Path(name).stem
+        begun = time.perf_counter()
         r = compare(load_problem(EXAMPLES / name), folder)
-        studies.append({"problem": name, "what": what, "folder": folder, "result": r})
+        studies.append(
+            {
+                "problem": name,
+                "what": what,
+                "folder": folder,
+                "result": r,
+                "seconds": round(time.perf_counter() - begun, 1),
+            }
+        )
 
     summary = {
         "quick": quick,
-        "cards": [r.as_dict() for r in results],
+        "cards": [{**r.as_dict(), "seconds": round(r.seconds, 1)} for r in results],
         "passed": sum(r.passed for r in results),
         "failed": sum(not r.passed for r in results),
         "comparisons": [
@@ -138,6 +147,7 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
                 "predicted": c["result"]["predicted"].get("stages"),
                 "measured": c["result"]["measured"]["stages"],
                 "stage_times": c["result"]["ratios"].get("stage_times"),
+                "seconds": c["seconds"],
             }
             for c in studies
         ],

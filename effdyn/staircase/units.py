@@ -22,7 +22,7 @@ loss). The three steps of the chained prediction are then one flow:
 3. **Carry the small part forward** through that stage at its own leading order: the
    small units keep following step 1's field in the moving residual.
 
-Between two escapes this is one adaptive DOP853 solve (rtol 1e-10). The predicted loss
+Between two escapes this is one adaptive DOP853 solve (rtol 1e-8). The predicted loss
 ``R(f_G(t))`` is followed over the problem's training time (``[train] steps × lr``) and its
 staircase is read off by the rule that measures a training curve
 (:func:`~effdyn.staircase.measured.measured_stages`): plateaus, drops between consecutive
@@ -47,14 +47,14 @@ from .result import Stage, Staircase
 
 SWITCH = 1e-4
 """A small unit escapes when its output reaches ``SWITCH`` of the residual (RMS over samples)."""
-RTOL = 1e-10
+RTOL = 1e-8
 ATOL_GROWN = 1e-14
 """Absolute tolerance on the grown units' weights (O(1) numbers)."""
 ATOL_SMALL = 1e-24
 """Absolute tolerance on the small units' weights: relative control down to ε ≈ 1e-12."""
 LEARNED = 0.01
 """A unit learned in a drop ends it with at least this fraction of the largest unit's output."""
-GRID = 20_000
+GRID = 2_000
 """Samples of the predicted loss curve over the horizon for the plateau rule."""
 
 
