@@ -173,11 +173,13 @@ def _print_stages(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from .staircase.result import learned_text
+
     table = Table(title=f"Loss staircase ({r['method']}, time in {r['time_unit']})")
     for column in ("stage", r["time_unit"], "loss before", "loss after", "learned"):
         table.add_column(column)
     for i, stage in enumerate(r["stages"], 1):
-        learned = _learned_cell(stage["learned"])
+        learned = learned_text(stage["learned"])
         table.add_row(
             str(i),
             f"{stage['t']:.6g}",
@@ -189,31 +191,6 @@ def _print_stages(r: dict) -> None:
     console.print(table)
     for warning in r.get("warnings", []):
         console.print(f"warning: {warning}")
-
-
-def _learned_cell(learned) -> str:
-    """One table cell: modes, signed coordinates, or units per leaf (a long list shortened)."""
-    if isinstance(learned, dict):  # the units of each leaf (two-layer chained prediction)
-        lists = list(learned.values())
-        if lists and all(units == lists[0] for units in lists):
-            return _units(lists[0]) if lists[0] else "—"
-        return "; ".join(f"{leaf}: {_units(units)}" for leaf, units in learned.items()) or "—"
-    return ", ".join(_learned(item) for item in learned) or "—"
-
-
-def _units(units) -> str:
-    shown = ", ".join(map(str, units[:6]))
-    if len(units) > 6:
-        return f"{len(units)} units ({shown}, …)"
-    return f"unit{'s' if len(units) > 1 else ''} {shown}"
-
-
-def _learned(item) -> str:
-    if isinstance(item, dict) and "coordinate" in item:
-        return f"{'+' if item['sign'] > 0 else '−'}β{item['coordinate']}"
-    if isinstance(item, dict):
-        return ", ".join(f"{k}: {v}" for k, v in item.items())
-    return f"mode {item}"
 
 
 def _print_prediction(r: dict) -> None:

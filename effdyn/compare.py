@@ -115,7 +115,7 @@ def compare(
         measured["first_neuron"] = int(np.argmax(growth))
     if leaf != "W1":
         measured["leaf"] = leaf
-    staircase, staircase_note = _predicted_stages(problem)
+    staircase, staircase_note = _predicted_stages(problem, progress)
     measured["stages"] = [st.to_json() for st in measured_stages(run.t, run.loss)]
     units = kind.measure(problem, run, predicted, t_esc, stage_w1, float(run.t[stage_step]))
     measured.update(units.measured)
@@ -166,13 +166,13 @@ def compare(
     return result
 
 
-def _predicted_stages(problem):
+def _predicted_stages(problem, progress: bool = False):
     """``(staircase, None)`` where a method applies, else ``(None, why)``."""
     from .errors import EffdynError
     from .staircase import stages
 
     try:
-        return stages(problem), None
+        return stages(problem, progress=progress), None
     except EffdynError as err:
         return None, str(err)
 

@@ -23,6 +23,7 @@ from .cards import CardResult, load_cards, run_card
 from .kinds import kind_of
 from .papers import PAPERS, Paper
 from .problem import load_problem
+from .staircase.result import learned_text
 from .symbolic.activation import analyze_activation
 from .symbolic.derivation import derive
 
@@ -81,7 +82,6 @@ def _log(message: str) -> None:
 
 def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = None) -> dict:
     """Write the report; return the summary (also in ``out/result.json``)."""
-    from .compare import compare
     from .plotting import leading_parts_figure
 
     start = time.perf_counter()
@@ -104,28 +104,9 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
         results.append(run_card(card, quick=quick, out_dir=out / "cards" / card.id))
         _log(f"    {'PASS' if results[-1].passed else 'FAIL'} in {results[-1].seconds:.0f} s")
 
-    comparisons = []
-    for name, what in COMPARISONS[:QUICK_COMPARISONS] if quick else COMPARISONS:
-        _log(f"compare {name} …")
-        folder = out / "compare" / Path(name).stem
-        r = compare(load_problem(EXAMPLES / name), folder)
-        comparisons.append({"problem": name, "what": what, "folder": folder, "result": r})
-
-    studies = []
-    for name, what in STUDIES:
-        _log(f"staircase study {name} …")
-        folder = out / "study" / Path(name).stem
-        begun = time.perf_counter()
-        r = compare(load_problem(EXAMPLES / name), folder)
-        studies.append(
-            {
-                "problem": name,
-                "what": what,
-                "folder": folder,
-                "result": r,
-                "seconds": round(time.perf_counter() - begun, 1),
-            }
-        )
+    chosen_comparisons = COMPARISONS[:QUICK_COMPARISONS] if quick else COMPARISONS
+    comparisons = _compare_examples(chosen_comparisons, out / "compare", "compare")
+    studies = _compare_examples(STUDIES, out / "study", "staircase study")
 
     summary = {
         "quick": quick,
@@ -163,6 +144,27 @@ def reproduce(out: str | Path, quick: bool = True, cards: list[str] | None = Non
         _markdown(rows, problems, results, comparisons, studies, out, quick)
     )
     return summary
+
+
+def _compare_examples(examples, folder: Path, label: str) -> list[dict]:
+    """``effdyn compare`` on each ``(example file, what it shows)``, into ``folder/<stem>``."""
+    from .compare import compare
+
+    found = []
+    for name, what in examples:
+        _log(f"{label} {name} …")
+        begun = time.perf_counter()
+        result = compare(load_problem(EXAMPLES / name), folder / Path(name).stem)
+        found.append(
+            {
+                "problem": name,
+                "what": what,
+                "folder": folder / Path(name).stem,
+                "result": result,
+                "seconds": round(time.perf_counter() - begun, 1),
+            }
+        )
+    return found
 
 
 def references(results: list[CardResult]) -> list[Paper]:
@@ -215,11 +217,8 @@ def _study_lines(studies, out: Path) -> list[str]:
                 f"{_num(pair['ratio'], '.4f')} | "
                 f"{_levels(p)} | {_levels(m)} | {_learned_units(p)} |"
             )
-        unmatched = [
-            i + 1
-            for i in range(len(predicted))
-            if i not in {q["predicted_stage"] for q in r["ratios"].get("stage_times", [])}
-        ]
+        matched = {q["predicted_stage"] for q in r["ratios"].get("stage_times", [])}
+        unmatched = [i + 1 for i in range(len(predicted)) if i not in matched]
         if unmatched:
             lines += ["", f"Predicted drops with no measured drop: {unmatched}."]
         for warning in r["predicted"].get("stages_warnings", []):
@@ -247,10 +246,9 @@ def _levels(stage) -> str:
 def _learned_units(stage) -> str:
     if stage is None:
         return "—"
-    units = stage["learned"]["W1"] if isinstance(stage["learned"], dict) else stage["learned"]
-    if not units:
-        return "none new"
-    return ", ".join(map(str, units)) if len(units) <= 6 else f"{len(units)} units"
+    learned = stage["learned"]
+    empty = not any(learned.values()) if isinstance(learned, dict) else not learned
+    return "none new" if empty else learned_text(learned)
 
 
 def _rel(path: str | Path, out: Path) -> str:

@@ -138,6 +138,9 @@ def test_xtanh_drops_and_learned_units_match_gradient_descent():
 def test_a_unit_that_never_escapes_within_the_training_time_gives_no_stage():
     found = stages(_fig5("x*tanh(x)", 10, 1e-3, 0.05, 100))
     assert found.stages == () and "no unit escapes" in found.notes[0]
+    # the prediction is gradient flow: an Adam run's t = k·lr is not its clock, and it says so
+    adam = _fig5("x*tanh(x)", 10, 1e-3, 0.05, 100).with_(train={"optimizer": "adam"})
+    assert any("not gradient-flow time" in note for note in stages(adam).notes)
 
 
 @pytest.mark.parametrize(

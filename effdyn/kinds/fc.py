@@ -10,6 +10,8 @@ sphere, whose stable ones are the first-layer directions.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..errors import EffdynError
@@ -142,16 +144,22 @@ class FullyConnected(ModelKind):
         from ..staircase.units import chained_units
         from ..symbolic.activation import analyze_activation
 
-        horizon = problem.train.steps * problem.train.lr
-        return chained_units(
+        found = chained_units(
             problem.inputs(),
             problem.data.y,
             initial_leaves(problem),
             analyze_activation(problem.model.activations[0]),
             get_loss(problem.model.loss),
-            horizon,
+            problem.train.steps * problem.train.lr,
             progress=progress,
         )
+        if problem.train.optimizer == "gd":
+            return found
+        note = (
+            f"the prediction is gradient flow over t = steps × lr; a {problem.train.optimizer} "
+            "run's t = k·lr is not gradient-flow time"
+        )
+        return dataclasses.replace(found, notes=(*found.notes, note))
 
 
 def layer_directions(direction, params0, model) -> dict:

@@ -69,3 +69,32 @@ class Staircase:
             **copy.deepcopy(self.extra),
             "warnings": list(self.notes),
         }
+
+
+def learned_text(learned, *, most: int = 6) -> str:
+    """``learned`` in words, for tables: mode indices (``mode 0``), signed coordinates
+    (``+β3``), or the units of a two-layer network (``units 2, 7`` — once when every leaf
+    lists the same units; ``32 units (2, 3, …)`` past ``most``); ``—`` when empty."""
+    if isinstance(learned, dict):  # units per leaf (the two-layer chained prediction)
+        lists = list(learned.values())
+        if lists and all(units == lists[0] for units in lists):
+            return _units(lists[0], most)
+        return "; ".join(f"{leaf}: {_units(units, most)}" for leaf, units in learned.items())
+    return ", ".join(_item(item) for item in learned) or "—"
+
+
+def _units(units, most: int) -> str:
+    if not units:
+        return "—"
+    shown = ", ".join(map(str, units[:most]))
+    if len(units) > most:
+        return f"{len(units)} units ({shown}, …)"
+    return f"unit{'s' if len(units) > 1 else ''} {shown}"
+
+
+def _item(item) -> str:
+    if isinstance(item, dict) and "coordinate" in item:
+        return f"{'+' if item['sign'] > 0 else '−'}β{item['coordinate']}"
+    if isinstance(item, dict):
+        return ", ".join(f"{k}: {v}" for k, v in item.items())
+    return f"mode {item}"

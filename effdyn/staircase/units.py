@@ -109,9 +109,6 @@ class _UnitFlow:
         def unpack(theta):
             return theta[: m * dim].reshape(m, dim), theta[m * dim :].reshape(k_out, m)
 
-        def residual(f):  # g_i = ∂ℓ/∂f at f_i
-            return jax.grad(lambda out: jnp.sum(loss.per_sample(out, yj)))(f)
-
         def grown_output(theta, grown):
             a, b = unpack(theta)
             h = xj @ a.T
@@ -121,7 +118,7 @@ class _UnitFlow:
             # R(f_G) for the grown units, plus ⟨g·f_S⟩ with g held fixed: its gradient in a
             # small unit is −∇E_j of step 1 (the leading-order field), zero in a grown one.
             h, f_g = grown_output(theta, grown)
-            g = jax.lax.stop_gradient(residual(f_g))
+            g = jax.lax.stop_gradient(loss.output_gradient(f_g, yj))
             f_s = template(h) @ (unpack(theta)[1] * (1.0 - grown)).T
             return jnp.mean(loss.per_sample(f_g, yj)) + jnp.sum(g * f_s) / n
 
@@ -131,7 +128,7 @@ class _UnitFlow:
         def log_strengths(theta, grown):
             # log of each small unit's output over SWITCH·|g| (−inf for grown units)
             h, f_g = grown_output(theta, grown)
-            g = residual(f_g)
+            g = loss.output_gradient(f_g, yj)
             out = jnp.linalg.norm(unpack(theta)[1], axis=0) * jnp.sqrt(
                 jnp.mean(template(h) ** 2, axis=0)
             )
